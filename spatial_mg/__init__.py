@@ -1,0 +1,33 @@
+"""spatial_mg: spatial multi-omics with a Product-of-Experts VAE.
+
+Public names only; each stage lives in its own subpackage and is imported on first use,
+so ``import spatial_mg`` stays fast for the command line.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_SUBPACKAGES = ("io", "datasets", "align", "model", "metrics", "pl")
+_NAMES = {"PoEVAE": "spatial_mg.model"}
+
+__all__ = [*_SUBPACKAGES, *_NAMES, "__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import align, datasets, io, metrics, model, pl
+    from .model import PoEVAE
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"spatial_mg.{name}")
+    if name in _NAMES:
+        return getattr(importlib.import_module(_NAMES[name]), name)
+    raise AttributeError(f"module 'spatial_mg' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,18 @@
+"""Storage keys and physical constants, in one place (squidpy's habit)."""
+
+# --- AnnData keys -----------------------------------------------------------------------
+SPATIAL_KEY = "spatial"  # obsm: coordinates, always micrometres
+LATENT_KEY = "X_poe"  # obsm: joint latent of the PoE-VAE
+UNS_KEY = "spatial_mg"  # uns: provenance and units written by spatial_mg
+RAW_LAYER = "raw"  # layers: raw MSI intensities kept when X is normalised
+STD_LAYER = "std"  # layers: predictive standard deviation
+DOMAIN_KEY = "domain"  # obs: spatial domain label (synthetic ground truth)
+SECTION_KEY = "section"  # obs: section / sample identifier
+
+# --- Visium geometry (10x Genomics) -----------------------------------------------------
+VISIUM_PITCH_UM = 100.0  # centre-to-centre distance of neighbouring spots
+VISIUM_SPOT_DIAMETER_UM = 55.0  # capture area of one spot
+VISIUM_SPOT_RADIUS_UM = VISIUM_SPOT_DIAMETER_UM / 2
+# 10x's ``spot_diameter_fullres`` draws a 65 um circle, not the 55 um capture area
+# (measured on two real Visium sets: using 55 um shrinks the 100 um pitch to ~85 um).
+VISIUM_SCALEFACTOR_SPOT_DIAMETER_UM = 65.0

@@ -1,0 +1,229 @@
+"""Read a spaceranger ``outs/`` folder into AnnData with coordinates in micrometres."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from os import PathLike
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .._constants import (
+    SPATIAL_KEY,
+    UNS_KEY,
+    VISIUM_PITCH_UM,
+    VISIUM_SCALEFACTOR_SPOT_DIAMETER_UM,
+    VISIUM_SPOT_DIAMETER_UM,
+    VISIUM_SPOT_RADIUS_UM,
+)
+from .._validation import existing_dir, existing_file
+from ._counts import check_counts
+
+_POSITION_COLUMNS = ["barcode", "in_tissue", "array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres"]
+# Scale factors are allowed to disagree with the array grid by this much before we warn.
+_SCALE_TOLERANCE = 0.10
+
+
+def read_visium(
+    path: str | PathLike,
+    *,
+    count_file: str = "filtered_feature_bc_matrix.h5",
+    in_tissue_only: bool = True,
+    library_id: str | None = None,
+    load_images: bool = True,
+) -> ad.AnnData:
+    """Read a 10x Visium spaceranger output folder.
+
+    Parameters
+    ----------
+    path
+        The spaceranger ``outs/`` folder, or a folder that contains ``outs/``.
+    count_file
+        The 10x HDF5 count matrix inside ``path``.
+    in_tissue_only
+        Keep only spots that spaceranger marked as covered by tissue.
+    library_id
+        Key under ``uns["spatial"]``; defaults to the folder name.
+    load_images
+        Load ``tissue_hires_image.png`` / ``tissue_lowres_image.png`` when present.
+
+    Returns
+    -------
+    AnnData with raw integer counts in ``X`` (CSR, int32), spots as rows (barcodes), array
+    coordinates in ``obs``, ``obsm["spatial"]`` in micrometres (image orientation kept), a
+    squidpy-compatible ``uns["spatial"][library_id]`` whose scale factors refer to those
+    micrometres, and provenance in ``uns["spatial_mg"]``.
+
+    Notes
+    -----
+    Micrometres come from the array grid: neighbouring spots are 100 um apart, so a
+    similarity fit of the full-resolution pixel positions against the ideal hexagonal grid
+    gives micrometres per pixel. 10x's ``spot_diameter_fullres`` spans a 65 um circle (not
+    the 55 um capture spot) and is only used as a cross-check, or as a fallback when too few
+    spots are listed to fit the grid.
+    """
+    outs = existing_dir(path, "Visium spaceranger output folder")
+    if (outs / "outs").is_dir():
+        outs = outs / "outs"
+    h5 = existing_file(outs / count_file, f"10x count matrix '{count_file}'")
+    spatial_dir = existing_dir(outs / "spatial", f"'spatial/' folder of the spaceranger output '{outs}'")
+    library_id = library_id or (outs.parent.name if outs.name == "outs" else outs.name)
+
+    counts = _read_counts(h5)
+    positions = _read_positions(spatial_dir)
+    scalefactors = _read_scalefactors(spatial_dir / "scalefactors_json.json")
+
+    missing = counts.obs_names.difference(positions.index)
+    if len(missing):
+        raise ValueError(
+            f"{len(missing)} barcodes of '{h5}' are not in the tissue positions of '{spatial_dir}' "
+            f"(first: {list(missing[:3])}). The count matrix and the spatial folder come from different runs."
+        )
+    um_per_px, fit = _micrometres_per_pixel(positions, scalefactors, spatial_dir)
+
+    obs_pos = positions.loc[counts.obs_names]
+    if in_tissue_only:
+        keep = obs_pos["in_tissue"].to_numpy() == 1
+        counts = counts[keep].copy()
+        obs_pos = obs_pos.loc[keep]
+    if counts.n_obs == 0:
+        raise ValueError(f"No spots left in '{h5}' after in_tissue_only=True; pass in_tissue_only=False to keep all.")
+
+    adata = counts
+    for col in ("in_tissue", "array_row", "array_col"):
+        adata.obs[col] = obs_pos[col].to_numpy()
+    px = obs_pos[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(dtype=np.float64)
+    adata.obsm[SPATIAL_KEY] = px * um_per_px
+    adata.uns["spatial"] = {library_id: _squidpy_spatial(spatial_dir, scalefactors, um_per_px, load_images)}
+    adata.uns[UNS_KEY] = {
+        "reader": "read_visium",
+        "source": str(outs.resolve()),
+        "units": "um",
+        "um_per_fullres_px": um_per_px,
+        "um_from": fit,
+        "spot_radius_um": VISIUM_SPOT_RADIUS_UM,
+        "spot_diameter_um": VISIUM_SPOT_DIAMETER_UM,
+        "library_id": library_id,
+    }
+    return adata
+
+
+def _read_counts(h5: Path) -> ad.AnnData:
+    import scanpy as sc  # heavy; only needed here
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # scanpy's "var names not unique"
+            adata = sc.read_10x_h5(h5, gex_only=True)
+    except (OSError, KeyError) as err:
+        raise ValueError(
+            f"Could not read '{h5}' as a 10x HDF5 count matrix ({err}). Pass spaceranger's "
+            "filtered_feature_bc_matrix.h5 (or raw_feature_bc_matrix.h5); re-copy it if it was truncated."
+        ) from err
+    if not adata.obs_names.is_unique:
+        dup = adata.obs_names[adata.obs_names.duplicated()].unique()
+        raise ValueError(f"Duplicate barcodes in '{h5}' (for example {list(dup[:3])}); each spot must appear once.")
+    adata.X = check_counts(adata.X, f"'{h5}'")
+    adata.var_names_make_unique()
+    return adata
+
+
+def _read_positions(spatial_dir: Path) -> pd.DataFrame:
+    new, old = spatial_dir / "tissue_positions.csv", spatial_dir / "tissue_positions_list.csv"
+    if new.is_file():
+        table = pd.read_csv(new, header=0)
+        source = new
+    elif old.is_file():
+        table = pd.read_csv(old, header=None)
+        source = old
+    else:
+        raise FileNotFoundError(
+            f"No tissue positions in '{spatial_dir}': expected 'tissue_positions.csv' (spaceranger >= 2.0) "
+            "or 'tissue_positions_list.csv' (older). Copy the whole spatial/ folder of the run."
+        )
+    if table.shape[1] != len(_POSITION_COLUMNS):
+        raise ValueError(f"'{source}' has {table.shape[1]} columns; a tissue positions file has {len(_POSITION_COLUMNS)}.")
+    table.columns = _POSITION_COLUMNS
+    if not table["barcode"].is_unique:
+        dup = table.loc[table["barcode"].duplicated(), "barcode"].unique()
+        raise ValueError(f"Duplicate barcodes in '{source}' (for example {list(dup[:3])}).")
+    numeric = table[_POSITION_COLUMNS[1:]]
+    if numeric.isna().any().any():
+        raise ValueError(f"'{source}' has missing values in its coordinate columns.")
+    return table.set_index("barcode")
+
+
+def _read_scalefactors(path: Path) -> dict:
+    path = existing_file(path, "Visium scale factors")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"'{path}' is not valid JSON ({err}).") from err
+
+
+def _micrometres_per_pixel(positions: pd.DataFrame, scalefactors: dict, spatial_dir: Path) -> tuple[float, str]:
+    """Micrometres per full-resolution pixel, from the array grid or, failing that, the scale factors."""
+    from_scalefactors = None
+    if "spot_diameter_fullres" in scalefactors:
+        from_scalefactors = VISIUM_SCALEFACTOR_SPOT_DIAMETER_UM / float(scalefactors["spot_diameter_fullres"])
+
+    from_grid = _fit_grid_scale(positions)
+    if from_grid is None:
+        if from_scalefactors is None:
+            raise ValueError(
+                f"Cannot convert '{spatial_dir}' to micrometres: fewer than three non-collinear spots "
+                "and no 'spot_diameter_fullres' in scalefactors_json.json."
+            )
+        warnings.warn(
+            f"Too few spots in '{spatial_dir}' to fit the array grid; micrometres come from "
+            "spot_diameter_fullres (taken as 65 um).",
+            stacklevel=3,
+        )
+        return from_scalefactors, "scalefactors"
+    if from_scalefactors is not None and abs(from_grid / from_scalefactors - 1) > _SCALE_TOLERANCE:
+        warnings.warn(
+            f"'{spatial_dir}': the array grid gives {from_grid:.4f} um per pixel, spot_diameter_fullres "
+            f"gives {from_scalefactors:.4f}; using the grid. Check that the positions and scale factors belong together.",
+            stacklevel=3,
+        )
+    return from_grid, "array_grid"
+
+
+def _fit_grid_scale(positions: pd.DataFrame) -> float | None:
+    """Least-squares linear map from ideal grid micrometres to pixels; returns um per pixel."""
+    col = positions["array_col"].to_numpy(dtype=float)
+    row = positions["array_row"].to_numpy(dtype=float)
+    # Neighbours in a row are two columns and one pitch apart; rows form a hexagonal lattice.
+    grid_um = np.column_stack([col * VISIUM_PITCH_UM / 2, row * VISIUM_PITCH_UM * np.sqrt(3) / 2])
+    px = positions[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(dtype=float)
+    design = np.column_stack([grid_um, np.ones(len(grid_um))])
+    if len(grid_um) < 3 or np.linalg.matrix_rank(design) < 3:
+        return None
+    coef, *_ = np.linalg.lstsq(design, px, rcond=None)
+    px_per_um = np.sqrt(abs(np.linalg.det(coef[:2])))
+    return float(1 / px_per_um)
+
+
+def _squidpy_spatial(spatial_dir: Path, scalefactors: dict, um_per_px: float, load_images: bool) -> dict:
+    """``uns["spatial"][library_id]`` with scale factors that refer to micrometre coordinates."""
+    sf = {k: float(v) for k, v in scalefactors.items()}
+    # Our obsm["spatial"] is in um, so "fullres" is the micrometre frame: image px per um.
+    for key in ("tissue_hires_scalef", "tissue_lowres_scalef"):
+        if key in sf:
+            sf[key] = sf[key] / um_per_px
+    sf["spot_diameter_fullres"] = VISIUM_SPOT_DIAMETER_UM
+    if "fiducial_diameter_fullres" in scalefactors:
+        sf["fiducial_diameter_fullres"] = float(scalefactors["fiducial_diameter_fullres"]) * um_per_px
+    images = {}
+    if load_images:
+        import matplotlib.image as mpimg
+
+        for res in ("hires", "lowres"):
+            png = spatial_dir / f"tissue_{res}_image.png"
+            if png.is_file():
+                images[res] = mpimg.imread(png)
+    return {"images": images, "scalefactors": sf, "metadata": {"source_image_path": str(spatial_dir)}}
