@@ -8,6 +8,7 @@ RAW_LAYER = "raw"  # layers: raw MSI intensities kept when X is normalised
 STD_LAYER = "std"  # layers: predictive standard deviation
 DOMAIN_KEY = "domain"  # obs: spatial domain label (synthetic ground truth)
 SECTION_KEY = "section"  # obs: section / sample identifier
+STATE_PROPORTIONS_KEY = "cell_state_proportions"  # obsm: cell-state mixture per spot (synthetic ground truth)
 
 # --- Visium geometry (10x Genomics) -----------------------------------------------------
 VISIUM_PITCH_UM = 100.0  # centre-to-centre distance of neighbouring spots
@@ -16,3 +17,13 @@ VISIUM_SPOT_RADIUS_UM = VISIUM_SPOT_DIAMETER_UM / 2
 # 10x's ``spot_diameter_fullres`` draws a 65 um circle, not the 55 um capture area
 # (measured on two real Visium sets: using 55 um shrinks the 100 um pitch to ~85 um).
 VISIUM_SCALEFACTOR_SPOT_DIAMETER_UM = 65.0
+
+# --- PoE-VAE ----------------------------------------------------------------------------
+MODALITY_KEY = "modality"  # obs: which modalities a cell has (integration metrics)
+CELL_TYPE_KEY = "cell_type"  # obs: cell type label (synthetic ground truth)
+BATCH_KEY = "batch"  # obs: batch label (synthetic data)
+LIKELIHOODS = ("nb", "gaussian", "bernoulli")  # per-modality observation models
+NORMALIZE_TARGET_SUM = 1e4  # counts per cell for "normalised expression" (scanpy's habit)
+MODEL_WEIGHTS_FILE = "model.pt"  # in a saved model folder: weights and init arguments
+MODEL_REGISTRY_FILE = "registry.json"  # in a saved model folder: what setup_mudata recorded
+CHECKPOINT_FILE = "last.ckpt"  # in a checkpoint folder: the last finished epoch

@@ -1,7 +1,10 @@
-"""Readers (and writers) of the real file formats: Visium outs, imzML, SMA csv exports."""
+"""Readers and writers of the real file formats: Visium outs, imzML, SMA csv exports."""
 
 from ._read_imzml import read_imzml
 from ._read_sma_csv import read_sma_csv
 from ._read_visium import read_visium
+from ._write_imzml import write_imzml
+from ._write_sma_csv import write_sma_csv
+from ._write_visium import write_visium
 
-__all__ = ["read_imzml", "read_sma_csv", "read_visium"]
+__all__ = ["read_imzml", "read_sma_csv", "read_visium", "write_imzml", "write_sma_csv", "write_visium"]

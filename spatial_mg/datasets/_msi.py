@@ -1,0 +1,86 @@
+"""The MSI acquisition: a raster laid over the tissue by a similarity transform, and its pixel intensities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._tissue import _rotation
+
+_DETECTION_LIMIT = 0.3  # peaks below this fraction of the background mean are not picked
+_TIC_SD = 0.2  # log-scale pixel-wide factor (matrix crystal size, laser energy)
+N_NOISE_PEAKS = 12  # 2 matrix peaks in every pixel, then sporadic contaminants
+
+
+@dataclass(frozen=True)
+class MsiRaster:
+    """Pixels ``(x, y)`` in ``1..nx`` x ``1..ny`` at ``pitch_um``, and the affine to STR micrometres.
+
+    The MSI frame is ``(x, y) * pitch_um`` (what an imzML reader returns); ``affine`` maps
+    it to STR micrometres: rotation, optional reflection, scale and translation.
+    """
+
+    nx: int
+    ny: int
+    pitch_um: float
+    affine: np.ndarray
+
+    @classmethod
+    def sample(
+        cls,
+        rng: np.random.Generator,
+        tissue_centre: np.ndarray,
+        tissue_radius: float,
+        pitch_um: float,
+        rotation_deg: float | None,
+        reflect: bool,
+        scale: float | None,
+    ) -> MsiRaster:
+        """A raster about the tissue's size, off-centre: some tissue is missed, plenty of background is hit."""
+        angle = np.deg2rad(rotation_deg) if rotation_deg is not None else rng.uniform(0, 2 * np.pi)
+        scale = float(scale) if scale is not None else float(rng.uniform(0.92, 1.06))
+        direction = rng.uniform(0, 2 * np.pi)
+        centre_str = tissue_centre + 0.45 * tissue_radius * np.array([np.cos(direction), np.sin(direction)])
+        side_um = 2 * tissue_radius * rng.uniform(0.9, 1.2, size=2)
+        nx, ny = (int(v) for v in np.ceil(side_um / (pitch_um * scale)))
+        linear = scale * _rotation(angle) @ np.diag([1.0, -1.0 if reflect else 1.0])
+        centre_msi = pitch_um * np.array([(nx + 1) / 2, (ny + 1) / 2])
+        affine = np.eye(3)
+        affine[:2, :2] = linear
+        affine[:2, 2] = centre_str - linear @ centre_msi
+        return cls(nx, ny, float(pitch_um), affine)
+
+    def pixels(self) -> np.ndarray:
+        """Integer ``(x, y)`` of every pixel, line by line as the instrument scans."""
+        yy, xx = np.mgrid[1 : self.ny + 1, 1 : self.nx + 1]
+        return np.column_stack([xx.ravel(), yy.ravel()]).astype(np.int64)
+
+    def to_str(self, msi_um: np.ndarray) -> np.ndarray:
+        """MSI micrometres -> STR micrometres."""
+        return msi_um @ self.affine[:2, :2].T + self.affine[:2, 2]
+
+
+def observe_intensities(
+    rng: np.random.Generator, mean: np.ndarray, noise_sd: np.ndarray, background: np.ndarray
+) -> np.ndarray:
+    """Pixel intensities (float32): mean times a pixel-wide and a per-peak log-normal factor, both of mean 1.
+
+    Peaks below the detection limit come out as exact zeros, as after peak picking.
+    """
+    tic = np.exp(rng.normal(-(_TIC_SD**2) / 2, _TIC_SD, size=(mean.shape[0], 1)))
+    noise = np.exp(rng.standard_normal(mean.shape) * noise_sd - noise_sd**2 / 2)
+    out = mean * tic * noise
+    out[out < _DETECTION_LIMIT * background] = 0.0
+    return out.astype(np.float32)
+
+
+def noise_peak_intensities(rng: np.random.Generator, on_tissue: np.ndarray, level: float) -> np.ndarray:
+    """Matrix peaks in every pixel (strong off tissue, suppressed on it), sporadic weak contaminants."""
+    n = on_tissue.size
+    out = np.zeros((n, N_NOISE_PEAKS), dtype=np.float32)
+    matrix_level = np.where(on_tissue, 3.0, 20.0)[:, None] * level
+    out[:, :2] = matrix_level * np.exp(rng.normal(0, 0.3, size=(n, 2)))
+    sporadic = rng.random((n, N_NOISE_PEAKS - 2)) < 0.25
+    out[:, 2:] = np.where(sporadic, level * np.exp(rng.normal(0, 0.5, size=sporadic.shape)), 0.0)
+    return out
