@@ -42,8 +42,9 @@ def _demo(args: argparse.Namespace) -> int:
         from .datasets import synthetic_vicari
 
         data = synthetic_vicari(seed=args.seed)
-        written = data.write(args.write_data)
-        print(f"wrote {len(data.sections)} sections to {args.write_data}: {written}")
+        data.write(args.write_data)
+        names = ", ".join(section.name for section in data.sections)
+        print(f"wrote sections {names} to {args.write_data} (spaceranger outs/, msi/*.imzML, truth/)")
     return 0
 
 
