@@ -27,3 +27,10 @@ NORMALIZE_TARGET_SUM = 1e4  # counts per cell for "normalised expression" (scanp
 MODEL_WEIGHTS_FILE = "model.pt"  # in a saved model folder: weights and init arguments
 MODEL_REGISTRY_FILE = "registry.json"  # in a saved model folder: what setup_mudata recorded
 CHECKPOINT_FILE = "last.ckpt"  # in a checkpoint folder: the last finished epoch
+
+# --- Registration (spatial_mg.align) ----------------------------------------------------
+# (rows, cols) of the Visium capture areas: 6.5 mm (standard) and 11 mm (CytAssist)
+VISIUM_CAPTURE_AREAS = ((78, 128), (128, 224))
+PAIR_N_PIXELS_KEY = "n_pixels"  # obs of a paired MuData: MSI pixels averaged into the spot
+PAIR_DISTANCE_KEY = "pair_distance_um"  # obs: mean distance of those pixels from the spot centre
+PAIR_UNS_KEY = "pairing"  # uns of a paired MuData: strategy, unpaired spots, registration QC

@@ -1,60 +1,196 @@
-"""The ``spatial-mg`` command line."""
+"""The ``spatial-mg`` command line: the demo, and each pipeline step on a user's files.
+
+Every step takes flags or a config file (``--config run.toml`` or ``.yaml``) whose keys are
+the flag names (``pixel_size_um = 100``); flags given on the command line win. A step never
+overwrites an output folder that already holds results unless ``--overwrite`` is given.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from . import __version__
 
-_DEMO_PLAN = """\
-spatial-mg demo: the whole pipeline on the built-in synthetic Vicari-type dataset.
-
-  1. write synthetic serial sections in their real formats (spaceranger outs/ + imzML)
-  2. read them back (read_visium, read_imzml), in micrometres
-  3. register the MSI pixels onto the Visium spots with moscot, and pair them
-  4. train the PoE-VAE (negative-binomial RNA, Gaussian metabolites) on the paired sections
-  5. predict the metabolite maps of a held-out section from its RNA alone, with uncertainty
-  6. score them (Pearson, Spearman) against the truth and the baselines, and draw the maps
-
-Steps 3-6 land with the alignment, model and pipeline stages; this build runs step 1-2
-only when asked with --write-data PATH.
+_EPILOG = """\
+examples:
+  spatial-mg demo                                   # the whole pipeline on synthetic data
+  spatial-mg align --visium S1/outs --msi S1/msi.imzML --mz-bins peaks.csv --out S1_aligned
+  spatial-mg train --pairs S1_aligned/pairs.h5mu S2_aligned/pairs.h5mu --out model
+  spatial-mg predict --model model --visium S3/outs --out S3_predicted
+  spatial-mg evaluate --pred S3_predicted/predicted.h5ad --truth S3_aligned/pairs.h5mu --out S3_eval
 """
+
+
+class CliError(Exception):
+    """A problem with the user's input: printed as one line, exit status 2."""
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spatial-mg",
-        description="Spatial multi-omics: register MALDI-MSI onto Visium, integrate with a PoE-VAE, "
-        "predict metabolite maps from RNA.",
+        description="Spatial multi-omics: register MALDI-MSI onto Visium, train a PoE-VAE on the pairs, "
+        "and predict metabolite maps of sections that have RNA only.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"spatial-mg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = sub.add_parser("demo", help="run the main job on the built-in synthetic dataset")
-    demo.add_argument("--write-data", metavar="PATH", help="write the synthetic sections to PATH in their real formats")
-    demo.add_argument("--seed", type=int, default=0, help="random seed of the synthetic data (default 0)")
+
+    demo = sub.add_parser("demo", help="run the whole pipeline on the built-in synthetic dataset")
+    demo.add_argument("--out", default="spatial_mg_demo", help="output folder (default ./spatial_mg_demo)")
+    demo.add_argument("--data-dir", help="where the synthetic input files go (default: a cache folder)")
+    demo.add_argument("--smoke", action="store_true", help="tiny sizes and few epochs: a check that it runs")
+    demo.add_argument("--epochs", type=int, help="training epochs (default: chosen from the data size)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed of the synthetic data and model")
+    demo.add_argument("--accelerator", default="auto", help="auto, cpu or cuda")
+    demo.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    demo.add_argument("--write-data", metavar="PATH", help="only write the synthetic sections to PATH and stop")
+
+    align = sub.add_parser("align", help="register an MSI section onto its Visium section and pair them")
+    _config(align)
+    align.add_argument("--visium", help="spaceranger outs/ folder")
+    align.add_argument("--msi", help=".imzML file (with its .ibd) or SMA .csv export")
+    align.add_argument("--mz-bins", help="peak list: a csv with an 'mz' column, or a text file of m/z values")
+    align.add_argument("--ppm", type=float, default=10.0, help="peak tolerance in ppm (default 10)")
+    align.add_argument("--bin-width", type=float, help="uniform m/z bins of this width instead of a peak list")
+    align.add_argument("--pixel-size-um", type=float, help="MSI raster step in um (required for csv exports)")
+    align.add_argument("--landmarks", help="csv of point pairs (MSI x, y -> Visium x, y in um) instead of moscot")
+    align.add_argument("--strategy", default="spot_mean", help="spot_mean (default), nearest_spot or transport")
+    align.add_argument("--device", help="JAX device for moscot: cpu or gpu (default: the GPU if JAX sees one)")
+    _output(align)
+
+    train = sub.add_parser("train", help="train the PoE-VAE on paired sections")
+    _config(train)
+    train.add_argument("--pairs", nargs="+", help="pairs.h5mu files written by 'spatial-mg align'")
+    train.add_argument("--n-latent", type=int, default=16, help="latent dimensions (default 16)")
+    train.add_argument("--epochs", type=int, help="maximum epochs (default: chosen from the data size)")
+    train.add_argument("--batch-size", type=int, help="cells per step (default 256)")
+    train.add_argument("--accelerator", default="auto", help="auto, cpu or cuda")
+    train.add_argument("--seed", type=int, default=0)
+    _output(train)
+
+    predict = sub.add_parser("predict", help="predict metabolite maps of an RNA-only section")
+    _config(predict)
+    predict.add_argument("--model", help="model folder written by 'spatial-mg train'")
+    predict.add_argument("--visium", help="spaceranger outs/ folder of the RNA-only section")
+    predict.add_argument("--rna", help="or: an .h5ad of spots x genes (raw counts, obsm['spatial'] in um)")
+    predict.add_argument("--accelerator", default="auto", help="auto, cpu or cuda")
+    _output(predict)
+
+    evaluate = sub.add_parser("evaluate", help="score predicted maps against measured ones")
+    _config(evaluate)
+    evaluate.add_argument("--pred", help="predicted.h5ad written by 'spatial-mg predict'")
+    evaluate.add_argument("--truth", help="measured metabolites: pairs.h5mu from 'spatial-mg align', or an .h5ad")
+    _output(evaluate)
     return parser
 
 
+def _config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML or YAML file whose keys are this command's flag names")
+
+
+def _output(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", help="output folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+
+
+def _apply_config(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> argparse.Namespace:
+    """Config-file values fill the flags the command line did not give."""
+    if not getattr(args, "config", None):
+        return args
+    from .pipeline._config import read_config
+
+    values = read_config(args.config)
+    given = {a.split("=")[0].lstrip("-").replace("-", "_") for a in argv if a.startswith("--")}
+    known = vars(args)
+    for key, value in values.items():
+        key = key.replace("-", "_")
+        if key not in known:
+            raise CliError(f"'{args.config}': unknown setting '{key}' for '{args.command}' (see --help).")
+        if key not in given:
+            setattr(args, key, value)
+    return args
+
+
+def _require(args: argparse.Namespace, *names: str) -> None:
+    missing = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) in (None, [], "")]
+    if missing:
+        raise CliError(f"'{args.command}' needs {', '.join(missing)} (on the command line or in --config).")
+
+
 def _demo(args: argparse.Namespace) -> int:
-    print(_DEMO_PLAN)
     if args.write_data:
         from .datasets import synthetic_vicari
 
         data = synthetic_vicari(seed=args.seed)
-        data.write(args.write_data)
+        data.write(args.write_data, overwrite=args.overwrite)
         names = ", ".join(section.name for section in data.sections)
         print(f"wrote sections {names} to {args.write_data} (spaceranger outs/, msi/*.imzML, truth/)")
+        return 0
+    from dataclasses import replace
+
+    from .pipeline import DemoConfig, run_demo
+
+    config = DemoConfig.smoke(args.seed) if args.smoke else DemoConfig(seed=args.seed)
+    if args.epochs is not None:
+        config = replace(config, max_epochs=args.epochs)
+    run_demo(args.out, config=config, data_dir=args.data_dir, overwrite=args.overwrite, accelerator=args.accelerator)
     return 0
 
 
+def _align(args: argparse.Namespace) -> int:
+    _require(args, "visium", "msi", "out")
+    from .pipeline._steps import align_step
+
+    align_step(args)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    _require(args, "pairs", "out")
+    from .pipeline._steps import train_step
+
+    train_step(args)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    _require(args, "model", "out")
+    if not (args.visium or args.rna):
+        raise CliError("'predict' needs the RNA-only section: --visium OUTS or --rna FILE.h5ad.")
+    from .pipeline._steps import predict_step
+
+    predict_step(args)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    _require(args, "pred", "truth", "out")
+    from .pipeline._steps import evaluate_step
+
+    evaluate_step(args)
+    return 0
+
+
+_COMMANDS = {"demo": _demo, "align": _align, "train": _train, "predict": _predict, "evaluate": _evaluate}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    return {"demo": _demo}[args.command](args)
+    try:
+        args = _apply_config(parser, args, argv)
+        return _COMMANDS[args.command](args)
+    except (CliError, FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, KeyError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"spatial-mg {args.command}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

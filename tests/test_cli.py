@@ -8,9 +8,26 @@ import sys
 from spatial_mg.cli import main
 
 
-def test_demo_command_exists_and_explains_itself(capsys):
-    assert main(["demo"]) == 0
-    assert "register the MSI pixels" in capsys.readouterr().out
+def test_demo_smoke_writes_every_output_with_finite_numbers(tmp_path, capsys):
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--smoke", "--out", str(out), "--data-dir", str(tmp_path / "cache")]) == 0
+    assert "[7/7]" in capsys.readouterr().out  # progress was shown
+    for name in ("metrics.json", "metabolites.csv", "report.md", "registration.png", "latent_umap.png",
+                 "maps_best.png", "maps_median.png", "maps_worst.png", "correlation_vs_morans_i.png"):
+        assert (out / name).stat().st_size > 0, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    for method, figures in metrics["prediction"]["test_vs_measured"].items():
+        assert np.isfinite(figures["flat_pearson"]), method
+    assert all(np.isfinite(r["median_error_um"]) for r in metrics["registration"].values())
+    table = pd.read_csv(out / "metabolites.csv", index_col=0)
+    assert np.isfinite(table[["poe_vae_pearson", "ridge_pearson", "morans_i_measured"]].to_numpy()).all()
+    # a second run into the same folder is refused without --overwrite
+    assert main(["demo", "--smoke", "--out", str(out), "--data-dir", str(tmp_path / "cache")]) == 2
 
 
 def test_no_command_prints_help_and_fails(capsys):

@@ -1,0 +1,317 @@
+"""Registration and pairing: accuracy on synthetic and real sections, speed and memory.
+
+Prints one JSON line per part (``--parts``, default all):
+
+- ``synthetic``: ``spatial_mg.datasets.synthetic_vicari`` sections over ``--seeds`` (random
+  rotation over the whole circle, reflection on odd seeds, scale in [0.92, 1.06], raster
+  partly off the tissue), registered from coordinates (and MSI intensities for the
+  background) alone. Figures: per-seed median registration error over the MSI tissue
+  pixels (distance between the registered and the true position), its median over seeds,
+  and the share of paired spots (``spot_mean``) whose main pixel - the one with the
+  largest overlap - truly lies within 60 um of the spot centre (also the share whose
+  overlap-weighted mean true distance is within 60 um).
+- ``real``: the SMA section in tests/data (Vicari et al. 2024, V11L12-038_D1): MSI pixel
+  positions registered onto the in-tissue spots from coordinates alone, compared with the
+  least-squares similarity through the 10 hand-placed landmarks (median over pixels).
+- ``speed``: register + pair (``spot_mean``) wall time for the ``--sizes`` (spots x raster
+  pixels, synthetic sections whose raster pitch gives about that many pixels).
+- ``pairing``: ``pair`` alone on ``--pairing-size`` (bins x pixels) given a transform, with
+  peak resident memory.
+
+Needs spatial_mg importable with moscot, ott-jax, jax, scipy, anndata, mudata (and the
+synthetic generator). ``--device gpu`` solves the transport on the GPU (JAX must see one).
+Examples::
+
+    python benchmarks/alignment.py
+    python benchmarks/alignment.py --parts synthetic --seeds 0-9
+    python benchmarks/alignment.py --parts speed --sizes 3000x3000,5000x50000 --device gpu
+    python benchmarks/alignment.py --parts pairing --pairing-size 500000x1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SMA = ROOT / "tests" / "data" / "sma_V11L12-038_D1_geometry"
+
+
+def _seeds(text: str) -> list[int]:
+    out = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def _sizes(text: str) -> list[tuple[int, int]]:
+    return [tuple(int(v) for v in part.split("x")) for part in text.split(",")]
+
+
+def _emit(part: str, figures: dict) -> None:
+    print(json.dumps({"benchmark": "alignment", "part": part, **figures}), flush=True)
+
+
+def pairing_truth(mdata, msi, reg, affine_true, rna) -> dict:
+    """Share of paired spots whose pixels truly lie within 60 um (main pixel / weighted mean)."""
+    from scipy.spatial import cKDTree
+
+    from spatial_mg.align._overlap import disk_square_overlap
+    from spatial_mg.align._procrustes import apply_affine, decompose
+
+    pixel = float(np.mean(msi.uns["spatial_mg"]["pixel_size_um"]))
+    msi_um = np.asarray(msi.obsm["spatial"], float)
+    tissue = reg.msi_tissue
+    idx = np.flatnonzero(tissue)
+    moved = reg.transform(msi_um[idx])
+    truth = apply_affine(affine_true, msi_um[idx])
+    spots = np.asarray(rna[mdata.obs_names].obsm["spatial"], float)
+    scale = decompose(reg.affine)["scale"]
+    radius = 27.5
+    reach = radius + scale * pixel / np.sqrt(2)
+    found = cKDTree(moved).query_ball_point(spots, reach)
+    inv = np.linalg.inv(reg.affine)
+    main_ok = mean_ok = 0
+    for k, cand in enumerate(found):
+        cand = np.asarray(cand, dtype=np.int64)
+        if cand.size == 0:
+            continue
+        centre = (inv[:2, :2] @ spots[k] + inv[:2, 2])[None]
+        off = centre - msi_um[idx[cand]]
+        w = disk_square_overlap(off[:, 0], off[:, 1], radius / scale, pixel / 2)
+        if w.sum() <= 0:
+            continue
+        d_true = np.linalg.norm(truth[cand] - spots[k], axis=1)
+        main_ok += d_true[np.argmax(w)] <= 60
+        mean_ok += (w @ d_true) / w.sum() <= 60
+    n = len(spots)
+    return {"paired_within_60um_main": main_ok / n, "paired_within_60um_weighted": mean_ok / n}
+
+
+def run_synthetic(args) -> None:
+    import spatial_mg as smg
+    from spatial_mg.align._procrustes import apply_affine, decompose
+
+    rows = []
+    for seed in _seeds(args.seeds):
+        data = smg.datasets.synthetic_vicari(
+            n_sections=1, seed=seed, n_spots=args.n_spots, n_genes=20, n_metabolites=10, msi_reflect=bool(seed % 2)
+        )
+        s = data.sections[0]
+        start = time.perf_counter()
+        reg = smg.align.register(s.rna, s.msi, device=args.device)
+        seconds = time.perf_counter() - start
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mdata = smg.align.pair(s.rna, s.msi, reg)
+        tissue = s.msi.obs["in_tissue"].to_numpy(bool)
+        pts = np.asarray(s.msi.obsm["spatial"], float)[tissue]
+        err = np.linalg.norm(reg.transform(pts) - apply_affine(s.affine, pts), axis=1)
+        true = decompose(s.affine)
+        rows.append(
+            {
+                "seed": seed,
+                "median_error_um": float(np.median(err)),
+                "p90_error_um": float(np.percentile(err, 90)),
+                "true_rotation_deg": true["rotation_deg"],
+                "true_reflection": true["reflection"],
+                "true_scale": true["scale"],
+                "scale": reg.qc.scale,
+                "confidence": reg.qc.confidence,
+                "chosen": reg.qc.details.get("chosen"),
+                "seconds": seconds,
+                "n_spots": s.rna.n_obs,
+                "n_paired": mdata.n_obs,
+                **pairing_truth(mdata, s.msi, reg, s.affine, s.rna),
+            }
+        )
+        print(json.dumps({"benchmark": "alignment", "part": "synthetic_seed", **rows[-1]}), file=sys.stderr, flush=True)
+    errors = [r["median_error_um"] for r in rows]
+    _emit(
+        "synthetic",
+        {
+            "n_spots": args.n_spots,
+            "seeds": [r["seed"] for r in rows],
+            "median_error_um_per_seed": errors,
+            "median_error_um": float(np.median(errors)),
+            "max_median_error_um": float(np.max(errors)),
+            "paired_within_60um_main_min": float(min(r["paired_within_60um_main"] for r in rows)),
+            "paired_within_60um_weighted_min": float(min(r["paired_within_60um_weighted"] for r in rows)),
+            "low_confidence_seeds": [r["seed"] for r in rows if r["confidence"] == "low"],
+            "seconds_median": float(np.median([r["seconds"] for r in rows])),
+        },
+    )
+
+
+def load_sma():
+    """The real SMA geometry as (rna, msi, landmark similarity) in micrometres."""
+    import anndata as ad
+    import pandas as pd
+
+    from spatial_mg.align._procrustes import apply_affine, fit_similarity
+
+    cols = ["barcode", "in_tissue", "array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres"]
+    spots = pd.read_csv(SMA / "visium" / "spatial" / "tissue_positions_list.csv", header=None, names=cols)
+    spots = spots[spots["in_tissue"] == 1].set_index("barcode")
+    # micrometres from the array grid: neighbours in a row are two columns and 100 um apart
+    um = np.column_stack([spots["array_col"] * 50.0, spots["array_row"] * 50.0 * np.sqrt(3)])
+    rna = ad.AnnData(
+        np.zeros((len(spots), 0), np.float32), obs=spots[["in_tissue", "array_row", "array_col"]].astype(np.int64)
+    )
+    rna.obsm["spatial"] = um
+    rna.uns["spatial_mg"] = {"units": "um", "spot_radius_um": 27.5}
+    grid = pd.read_csv(SMA / "msi" / "MSI_metadata.csv").set_index("spot_id")
+    msi = ad.AnnData(np.zeros((len(grid), 0), np.float32), obs=grid[["x", "y"]].astype(np.int64))
+    msi.obsm["spatial"] = grid[["x", "y"]].to_numpy(float) * 100.0
+    msi.uns["spatial_mg"] = {"units": "um", "pixel_size_um": [100.0, 100.0]}
+    # landmarks: MSI grid <-> hires pixels -> full-resolution pixels -> array-grid micrometres
+    px = spots[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(float)
+    px_to_um = fit_similarity(px, um)
+    marks = pd.read_csv(SMA / "landmarks_noHE.csv")
+    msi_marks = marks[["X_left", "Y_left"]].to_numpy(float) * 100.0
+    rna_marks = apply_affine(px_to_um, marks[["X_right", "Y_right"]].to_numpy(float) / 0.04155585)
+    return rna, msi, fit_similarity(msi_marks, rna_marks), (msi_marks, rna_marks)
+
+
+def run_real(args) -> None:
+    import spatial_mg as smg
+    from spatial_mg.align._procrustes import apply_affine, decompose
+
+    rna, msi, landmark_fit, (msi_marks, rna_marks) = load_sma()
+    start = time.perf_counter()
+    reg = smg.align.register(rna, msi, device=args.device)
+    seconds = time.perf_counter() - start
+    pts = msi.obsm["spatial"]
+    dist = np.linalg.norm(reg.transform(pts) - apply_affine(landmark_fit, pts), axis=1)
+    resid = np.linalg.norm(reg.transform(msi_marks) - rna_marks, axis=1)
+    _emit(
+        "real",
+        {
+            "median_distance_to_landmark_fit_um": float(np.median(dist)),
+            "p90_distance_to_landmark_fit_um": float(np.percentile(dist, 90)),
+            "landmark_residual_median_um_ours": float(np.median(resid)),
+            "landmark_residual_median_um_landmark_fit": float(
+                np.median(np.linalg.norm(apply_affine(landmark_fit, msi_marks) - rna_marks, axis=1))
+            ),
+            "ours": {k: getattr(reg.qc, k) for k in ("scale", "rotation_deg", "reflection", "confidence", "reason")},
+            "landmark_fit": decompose(landmark_fit),
+            "seconds": seconds,
+        },
+    )
+
+
+def run_speed(args) -> None:
+    import spatial_mg as smg
+
+    for n_spots, n_pixels in _sizes(args.sizes):
+        # raster side is about 2.1 tissue radii: choose the pitch that gives ~n_pixels pixels
+        radius = np.sqrt(n_spots * 100.0**2 * np.sqrt(3) / 2 / np.pi)
+        pitch = float(np.clip(2.1 * radius / np.sqrt(n_pixels), 5, 500))
+        s = smg.datasets.synthetic_vicari(
+            n_sections=1, seed=1, n_spots=n_spots, n_genes=20, n_metabolites=20, msi_pitch_um=pitch
+        ).sections[0]
+        start = time.perf_counter()
+        reg = smg.align.register(s.rna, s.msi, device=args.device, n_subsample=args.n_subsample)
+        t_reg = time.perf_counter() - start
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mdata = smg.align.pair(s.rna, s.msi, reg)
+        t_all = time.perf_counter() - start
+        details = reg.qc.details
+        _emit(
+            "speed",
+            {
+                "n_spots": s.rna.n_obs,
+                "n_pixels": s.msi.n_obs,
+                "n_tissue_pixels": int(reg.msi_tissue.sum()),
+                "msi_pitch_um": pitch,
+                "register_s": t_reg,
+                "register_and_pair_s": t_all,
+                "gw_s": details.get("gw_seconds"),
+                "search_s": details.get("search_seconds"),
+                "refine_s": details.get("refine_seconds"),
+                "device": details.get("device"),
+                "n_paired": mdata.n_obs,
+                "n_subsample": args.n_subsample,
+                "gw_converged": details.get("gw_converged"),
+                "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+            },
+        )
+
+
+def run_pairing(args) -> None:
+    import anndata as ad
+    import pandas as pd
+
+    import spatial_mg as smg
+    from spatial_mg.align import RegistrationQC, RegistrationResult
+    from spatial_mg.align._procrustes import similarity
+
+    n_bins, n_pixels = _sizes(args.pairing_size)[0]
+    rng = np.random.default_rng(0)
+    side = 5600.0  # um: a Visium HD-sized area
+    nb, npx = int(np.ceil(np.sqrt(n_bins))), int(np.ceil(np.sqrt(n_pixels)))
+    bin_um, pix_um = side / nb, side / npx
+    by, bx = np.divmod(np.arange(nb * nb)[:n_bins], nb)
+    rna = ad.AnnData(obs=pd.DataFrame(index=pd.RangeIndex(n_bins).astype(str)))
+    rna.obsm["spatial"] = np.column_stack([bx, by]) * bin_um
+    rna.uns["spatial_mg"] = {"units": "um", "spot_radius_um": bin_um / 2}
+    py, px = np.divmod(np.arange(npx * npx)[:n_pixels], npx)
+    affine = similarity(1.0, 30.0, False, (2800.0, -1000.0))
+    msi = ad.AnnData(
+        X=rng.random((n_pixels, args.n_mz), dtype=np.float32),
+        obs=pd.DataFrame({"x": px, "y": py}, index=pd.RangeIndex(n_pixels).astype(str)),
+    )
+    msi.obsm["spatial"] = np.column_stack([px, py]) * pix_um
+    msi.uns["spatial_mg"] = {"units": "um", "pixel_size_um": [pix_um, pix_um]}
+    qc = RegistrationQC(1.0, 1.0, 0.0, 1.0, 30.0, False, 1.0, "high", "", {"msi_pixel_size_um": pix_um})
+    reg = RegistrationResult(affine, "given", qc, np.ones(n_pixels, bool), n_pixels, n_bins)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    mdata = smg.align.pair(rna, msi, reg, strategy=args.strategy)
+    seconds = time.perf_counter() - start
+    _emit(
+        "pairing",
+        {
+            "n_bins": n_bins,
+            "n_pixels": n_pixels,
+            "n_mz": args.n_mz,
+            "strategy": args.strategy,
+            "bin_um": bin_um,
+            "pixel_um": pix_um,
+            "seconds": seconds,
+            "n_paired": mdata.n_obs,
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+            "peak_rss_before_gb": base / 1024**2,
+        },
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", default="synthetic,real,speed,pairing")
+    parser.add_argument("--seeds", default="0-9")
+    parser.add_argument("--n-spots", type=int, default=700, help="in-tissue spots of the synthetic accuracy sections")
+    parser.add_argument("--sizes", default="3000x3000,5000x50000", help="spots x raster pixels for the speed part")
+    parser.add_argument("--pairing-size", default="500000x1000000", help="bins x pixels for the pairing part")
+    parser.add_argument("--n-mz", type=int, default=20, help="m/z features of the pairing part")
+    parser.add_argument("--strategy", default="spot_mean", help="pairing strategy of the pairing part")
+    parser.add_argument("--device", default=None, help="JAX device for moscot: cpu or gpu (default: GPU if seen)")
+    parser.add_argument("--n-subsample", type=int, default=500, help="points per side of the GW solve (speed part)")
+    args = parser.parse_args()
+    parts = {"synthetic": run_synthetic, "real": run_real, "speed": run_speed, "pairing": run_pairing}
+    for name in args.parts.split(","):
+        parts[name](args)
+
+
+if __name__ == "__main__":
+    main()

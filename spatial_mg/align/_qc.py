@@ -1,0 +1,127 @@
+"""Quality figures of a registration and the confidence flag, with reasons in plain words."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from ._agreement import Window
+from ._procrustes import apply_affine, decompose
+from ._result import RegistrationQC
+
+# thresholds of the confidence flag
+MIN_MATCHED = 0.8  # share of points matched where both modalities measured
+MIN_OVERLAP = 0.1  # share of spots under the MSI raster
+MIN_MATCHED_POINTS = 20
+SCALE_RANGE = (0.85, 1.18)  # tissue shrinks or swells a few percent between sections, not more
+MAX_ANISOTROPY = 1.1
+MIN_MARGIN = 0.25  # a distinct alternative pose (mirror / turn) must mismatch this much more
+MAX_SPREAD = 0.3  # refits from nearby starts may end this far apart, in coarser pitches
+
+
+def match_radius(msi_spacing_um: float, rna_spacing_um: float, scale: float) -> float:
+    """Distance within which a pixel and a spot count as matched: 3/4 of the coarser pitch."""
+    return 0.75 * max(abs(scale) * msi_spacing_um, rna_spacing_um)
+
+
+def measure(
+    affine: np.ndarray,
+    msi_tissue_um: np.ndarray,
+    rna_um: np.ndarray,
+    *,
+    msi_window: Window,
+    rna_window: Window,
+    msi_spacing_um: float,
+    rna_spacing_um: float,
+) -> dict:
+    """Overlap, matched fraction and nearest-spot distances at full resolution."""
+    parts = decompose(affine)
+    radius = match_radius(msi_spacing_um, rna_spacing_um, parts["scale"])
+    moved = apply_affine(affine, msi_tissue_um)
+    rna_under_raster = msi_window.contains(apply_affine(np.linalg.inv(affine), rna_um))
+    msi_over_spots = rna_window.contains(moved)
+    d_msi, _ = cKDTree(rna_um).query(moved, distance_upper_bound=radius)
+    d_rna, _ = cKDTree(moved).query(rna_um, distance_upper_bound=radius)
+    msi_hit, rna_hit = np.isfinite(d_msi), np.isfinite(d_rna)
+    n_common = int(msi_over_spots.sum() + rna_under_raster.sum())
+    n_matched = int((msi_hit & msi_over_spots).sum() + (rna_hit & rna_under_raster).sum())
+    return {
+        "overlap_fraction": float(rna_under_raster.mean()),
+        "matched_fraction": n_matched / n_common if n_common else 0.0,
+        "n_matched": n_matched,
+        "n_common": n_common,
+        "pixel_to_spot_median_um": float(np.median(d_msi[msi_hit])) if msi_hit.any() else float("nan"),
+        "spots_covered_fraction": float(rna_hit.mean()),
+        "pixels_matched_fraction": float(msi_hit.mean()),
+        "match_radius_um": radius,
+        **parts,
+    }
+
+
+def judge(
+    figures: dict,
+    *,
+    residual_um: float,
+    method: str,
+    details: dict,
+    notes: list[str] | None = None,
+) -> RegistrationQC:
+    """Turn the measured figures into a :class:`RegistrationQC` with a confidence flag."""
+    reasons = list(notes or [])
+    lo, hi = SCALE_RANGE
+    if figures["overlap_fraction"] < MIN_OVERLAP:
+        reasons.append(
+            f"only {figures['overlap_fraction']:.0%} of the spots lie under the registered MSI raster: "
+            "check that both are the same tissue section (or neighbours) and that the MSI covers it"
+        )
+    if figures["n_matched"] < MIN_MATCHED_POINTS:
+        reasons.append(f"only {figures['n_matched']} pixels and spots are matched: too few to trust a transform")
+    if figures["matched_fraction"] < MIN_MATCHED:
+        reasons.append(
+            f"where both modalities measured, only {figures['matched_fraction']:.0%} of pixels and spots have a "
+            "counterpart nearby (expected > 80%): the outlines disagree - check the background rule (msi_mask / "
+            "tic_threshold), the MSI pixel size, or register with landmarks"
+        )
+    if not lo <= figures["scale"] <= hi:
+        reasons.append(
+            f"the fitted scale {figures['scale']:.3f} is far from 1 although both sides are in micrometres: "
+            "check the MSI pixel size and that rna.obsm['spatial'] is in micrometres"
+        )
+    if figures["anisotropy"] > MAX_ANISOTROPY:
+        reasons.append(f"the affine fit stretches one axis {figures['anisotropy']:.2f} times the other: check for distortion")
+    spread = details.get("pose_spread_um")
+    pitch = figures["match_radius_um"] / 0.75
+    if spread is not None and spread > MAX_SPREAD * pitch:
+        reasons.append(
+            f"the fit is loose: refits from nearby starts end up to {spread:.0f} um apart (little tissue outline "
+            "where both modalities measured pins the pose); pairs may be off by that much - check the overlay, or "
+            "give landmarks"
+        )
+    margin = details.get("candidate_margin")
+    if margin is not None and margin < MIN_MARGIN:
+        alt = details.get("runner_up", "another pose")
+        reasons.append(
+            f"{alt} fits the outline almost as well (its outlines mismatch only {margin:.0%} more): the tissue is "
+            "nearly symmetric, so the geometry alone cannot tell; check the overlay, or give shared features or landmarks"
+        )
+    return RegistrationQC(
+        overlap_fraction=figures["overlap_fraction"],
+        matched_fraction=figures["matched_fraction"],
+        residual_um=float(residual_um),
+        scale=figures["scale"],
+        rotation_deg=figures["rotation_deg"],
+        reflection=figures["reflection"],
+        anisotropy=figures["anisotropy"],
+        confidence="low" if reasons else "high",
+        reason="; ".join(reasons),
+        details={
+            **details,
+            "method": method,
+            "n_matched": figures["n_matched"],
+            "n_common": figures["n_common"],
+            "pixel_to_spot_median_um": figures["pixel_to_spot_median_um"],
+            "spots_covered_fraction": figures["spots_covered_fraction"],
+            "pixels_matched_fraction": figures["pixels_matched_fraction"],
+            "match_radius_um": figures["match_radius_um"],
+        },
+    )

@@ -1,0 +1,171 @@
+"""``to_spatialdata``: spots, MSI pixels (and image) and the registration in one SpatialData.
+
+Everything lands in one coordinate system, ``"global"``, in STR micrometres. The spots
+are stored as they are (circles with their radius, identity transform); the MSI pixels
+(squares) and the MSI image stay in the MSI's own frame and carry the registration as
+a spatialdata ``Affine`` into ``"global"`` - transformations are data, so the raw MSI
+geometry is kept and the registration can be swapped. The MSI frame itself is kept as
+the coordinate system ``"msi"``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .._constants import SPATIAL_KEY, UNS_KEY
+from ._inputs import msi_coordinates, msi_pixel_size, spot_radius
+from ._procrustes import fit_affine
+from ._result import RegistrationResult
+
+GLOBAL = "global"  # STR micrometres
+MSI_FRAME = "msi"  # MSI micrometres
+SPOTS, PIXELS, IMAGE = "rna_spots", "msi_pixels", "msi_image"
+RNA_TABLE, MSI_TABLE = "rna_table", "msi_table"
+REGION_KEY, INSTANCE_KEY = "region", "instance_id"
+_MAX_IMAGE_PIXELS = 50_000_000  # grid cells x channels beyond which no image is drawn
+
+
+def to_spatialdata(
+    rna: ad.AnnData,
+    msi: ad.AnnData,
+    reg: RegistrationResult,
+    *,
+    pixels_as: str = "squares",
+    image: bool | None = None,
+    spot_radius_um: float | None = None,
+):
+    """Build a SpatialData object with both modalities registered into micrometres.
+
+    Parameters
+    ----------
+    rna
+        Spots (``obsm["spatial"]`` in STR micrometres).
+    msi
+        MSI pixels x m/z (``obsm["spatial"]`` in MSI micrometres; integer ``obs["x"]``,
+        ``obs["y"]`` for the image).
+    reg
+        The registration from :func:`register`.
+    pixels_as
+        ``"squares"`` (polygons the size of a pixel) or ``"circles"`` (inscribed circles:
+        lighter for large rasters).
+    image
+        Also store the MSI as an image with one channel per m/z (needs the grid columns);
+        default: when it has at most 50 million values.
+    spot_radius_um
+        Spot radius; default: recorded by the reader, else Visium's 27.5 um.
+
+    Returns
+    -------
+    ``SpatialData`` with shapes ``"rna_spots"`` and ``"msi_pixels"``, optionally the image
+    ``"msi_image"``, and tables ``"rna_table"`` / ``"msi_table"`` annotating them; the
+    registration is the ``Affine`` from the MSI elements to ``"global"``. It writes to
+    zarr with ``sdata.write(path)`` and reads back with ``spatialdata.read_zarr``.
+    """
+    import geopandas as gpd
+    import spatialdata as sd
+    from shapely import box
+    from spatialdata.models import Image2DModel, ShapesModel, TableModel
+    from spatialdata.transformations import Affine, Identity
+
+    if pixels_as not in ("squares", "circles"):
+        raise ValueError(f"pixels_as must be 'squares' or 'circles', got {pixels_as!r}.")
+    if reg.n_msi and reg.n_msi != msi.n_obs or reg.n_rna and reg.n_rna != rna.n_obs:
+        raise ValueError("This registration was computed for other data: pass the objects you registered.")
+    pixel_um = msi_pixel_size(msi, reg.qc.details.get("msi_pixel_size_um"))
+    msi_um = msi_coordinates(msi, pixel_um)
+    rna_um = np.asarray(rna.obsm[SPATIAL_KEY], dtype=np.float64)[:, :2]
+    radius = spot_radius(rna, spot_radius_um)
+
+    registration = Affine(reg.affine, input_axes=("x", "y"), output_axes=("x", "y"))
+    msi_transforms = {GLOBAL: registration, MSI_FRAME: Identity()}
+
+    spots = gpd.GeoDataFrame(
+        {"radius": np.full(rna.n_obs, radius)},
+        geometry=gpd.points_from_xy(rna_um[:, 0], rna_um[:, 1]),
+        index=pd.RangeIndex(rna.n_obs),
+    )
+    spots = ShapesModel.parse(spots, transformations={GLOBAL: Identity()})
+    half = pixel_um / 2
+    if pixels_as == "squares":
+        geometry = box(msi_um[:, 0] - half, msi_um[:, 1] - half, msi_um[:, 0] + half, msi_um[:, 1] + half)
+        pixels = gpd.GeoDataFrame(geometry=geometry, index=pd.RangeIndex(msi.n_obs))
+    else:
+        pixels = gpd.GeoDataFrame(
+            {"radius": np.full(msi.n_obs, half)},
+            geometry=gpd.points_from_xy(msi_um[:, 0], msi_um[:, 1]),
+            index=pd.RangeIndex(msi.n_obs),
+        )
+    pixels = ShapesModel.parse(pixels, transformations=msi_transforms)
+
+    rna_table = _table(rna, SPOTS, TableModel)
+    msi_table = _table(msi, PIXELS, TableModel)
+    if reg.msi_tissue is not None:
+        msi_table.obs["on_tissue"] = np.asarray(reg.msi_tissue, dtype=bool)
+    msi_table.uns["registration"] = reg.to_json()
+
+    images = {}
+    has_grid = "x" in msi.obs and "y" in msi.obs
+    if image is None:
+        image = has_grid and _grid_size(msi) * max(msi.n_vars, 1) <= _MAX_IMAGE_PIXELS
+    if image:
+        if not has_grid:
+            raise ValueError("image=True needs integer grid columns msi.obs['x'] and msi.obs['y'].")
+        array, x0, y0 = _raster(msi)
+        # image pixel (col, row) -> grid (x0 + col, y0 + row) -> MSI um (as obsm["spatial"]
+        # relates to the grid: usually grid * pixel size) -> global
+        grid = msi.obs[["x", "y"]].to_numpy(np.float64)
+        grid_to_um = fit_affine(grid, msi_um)
+        shift = np.eye(3)
+        shift[:2, 2] = [x0, y0]
+        to_msi = grid_to_um @ shift
+        images[IMAGE] = Image2DModel.parse(
+            array,
+            dims=("c", "y", "x"),
+            c_coords=[str(v) for v in msi.var_names],
+            transformations={
+                MSI_FRAME: Affine(to_msi, input_axes=("x", "y"), output_axes=("x", "y")),
+                GLOBAL: Affine(reg.affine @ to_msi, input_axes=("x", "y"), output_axes=("x", "y")),
+            },
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        return sd.SpatialData(
+            images=images,
+            shapes={SPOTS: spots, PIXELS: pixels},
+            tables={RNA_TABLE: rna_table, MSI_TABLE: msi_table},
+        )
+
+
+def _table(adata: ad.AnnData, region: str, model) -> ad.AnnData:
+    """A copy of ``adata`` annotating the shapes ``region`` row by row (obs names kept)."""
+    table = adata.copy()
+    table.obs[REGION_KEY] = pd.Categorical([region] * table.n_obs)
+    table.obs[INSTANCE_KEY] = np.arange(table.n_obs)
+    # zarr cannot hold everything AnnData's uns can; keep the provenance as JSON text
+    if UNS_KEY in table.uns:
+        import json
+
+        table.uns[UNS_KEY] = json.dumps(table.uns[UNS_KEY], default=str)
+    return model.parse(table, region=region, region_key=REGION_KEY, instance_key=INSTANCE_KEY)
+
+
+def _grid_size(msi: ad.AnnData) -> int:
+    x, y = msi.obs["x"].to_numpy(), msi.obs["y"].to_numpy()
+    return int((np.ptp(x) + 1) * (np.ptp(y) + 1))
+
+
+def _raster(msi: ad.AnnData) -> tuple[np.ndarray, int, int]:
+    """m/z channels x grid rows x grid columns; grid cells without a pixel are NaN."""
+    x = msi.obs["x"].to_numpy(np.int64)
+    y = msi.obs["y"].to_numpy(np.int64)
+    x0, y0 = int(x.min()), int(y.min())
+    values = msi.X.toarray() if sp.issparse(msi.X) else np.asarray(msi.X)
+    out = np.full((max(msi.n_vars, 1), int(np.ptp(y)) + 1, int(np.ptp(x)) + 1), np.nan, dtype=np.float32)
+    if msi.n_vars:
+        out[:, y - y0, x - x0] = values.T
+    return out, x0, y0

@@ -1,0 +1,393 @@
+"""The PoE-VAE as a Pyro program: model and guide side by side, pure torch (no AnnData).
+
+Generative model, for cell ``j`` with covariate embedding ``c_j``::
+
+    z_j ~ N(0, I)
+    x_ij ~ p_i(x | decoder_i(z_j, c_j))      for each modality i with M_ij = 1
+
+Guide: each present modality's encoder gives a Gaussian expert ``q_i(z | x_ij, c_j)``;
+the joint ``q(z_j)`` is their product with the prior expert (``fusion="poe"``) or their
+equal-weight mixture (``fusion="moe"``). One plate over cells, subsampled by index and
+scaled by ``n_obs / batch``; the whole program is further scaled by ``1 / n_obs`` so every
+loss term reads per cell, which keeps learning rate and gradient clipping independent of
+the data-set size.
+
+A minibatch is a dict of tensors (see :meth:`PoEModule.loss_terms`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.distributions.kl import kl_divergence
+from pyro.distributions.util import scale_and_mask
+from torch import nn
+
+from .._constants import NORMALIZE_TARGET_SUM
+from ._fusion import LOGVAR_MAX, LOGVAR_MIN, MixtureOfExperts, diag_normal, product_of_experts
+from ._likelihoods import NegativeBinomialLog, bernoulli, gaussian
+from ._mmd import group_mmd, paired_mmd
+
+_MIN_SCALE = 1e-3  # floor of the Gaussian observation scale, in standardised units
+
+
+class MLP(nn.Module):
+    """``n_layers`` hidden layers of Linear, LayerNorm, ReLU (and dropout), then a Linear.
+
+    Covariate embeddings enter the first layer through their own bias-free Linear, which
+    equals a Linear on ``[x, cov]`` without copying ``x`` into a concatenation.
+    """
+
+    def __init__(self, n_in: int, n_cov: int, n_out: int, n_hidden: int, n_layers: int, layer_norm: bool, dropout: float):
+        super().__init__()
+        width = n_hidden if n_layers else n_out
+        self.first = nn.Linear(n_in, width)
+        self.covariates = nn.Linear(n_cov, width, bias=False) if n_cov else None
+        layers: list[nn.Module] = []
+        for i in range(n_layers):
+            if i:
+                layers.append(nn.Linear(n_hidden, n_hidden))
+            if layer_norm:
+                layers.append(nn.LayerNorm(n_hidden))
+            layers.append(nn.ReLU())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+        if n_layers:
+            layers.append(nn.Linear(n_hidden, n_out))
+        self.rest = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
+        h = self.first(x)
+        if self.covariates is not None:
+            h = h + self.covariates(cov)
+        return self.rest(h)
+
+
+class CovariateTable(nn.Module):
+    """One learned row per category; rows added by query surgery live in a separate tensor.
+
+    Keeping the reference rows in their own parameter lets surgery freeze them exactly:
+    with ``requires_grad=False`` and outside the optimiser they stay bit-identical, which a
+    gradient mask on one shared tensor would not guarantee (weight decay, Adam state).
+    """
+
+    def __init__(self, n_reference: int, dim: int, n_new: int = 0, init: str = "normal"):
+        super().__init__()
+        make = torch.randn if init == "normal" else torch.zeros
+        self.reference = nn.Parameter(make(n_reference, dim))
+        self.new = nn.Parameter(make(n_new, dim))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        if self.new.shape[0] == 0:
+            return self.reference
+        return torch.cat([self.reference, self.new])
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return nn.functional.embedding(codes, self.weight)
+
+
+class ModalityBlock(nn.Module):
+    """Encoder, decoder and observation-model parameters of one modality.
+
+    Gaussian modalities are modelled standardised per feature (``center``, ``spread``
+    buffers, saved with the weights); :meth:`predictive_moments` returns data units.
+    """
+
+    def __init__(
+        self,
+        likelihood: str,
+        n_features: int,
+        n_latent: int,
+        n_cov: int,
+        n_hidden: int,
+        n_layers: int,
+        layer_norm: bool,
+        dropout: float,
+        dispersion_rows: tuple[int, int] | None,
+        heteroscedastic: bool,
+    ):
+        super().__init__()
+        self.likelihood = likelihood
+        self.n_features = n_features
+        self.heteroscedastic = heteroscedastic and likelihood == "gaussian"
+        self.encoder = MLP(n_features, n_cov, 2 * n_latent, n_hidden, n_layers, layer_norm, dropout)
+        n_out = n_features * (2 if self.heteroscedastic else 1)
+        self.decoder = MLP(n_latent, n_cov, n_out, n_hidden, n_layers, layer_norm, 0.0)
+        self.dispersion: CovariateTable | None = None
+        self.per_batch_dispersion = False
+        if likelihood == "nb":
+            rows = dispersion_rows or (1, 0)
+            self.dispersion = CovariateTable(rows[0], n_features, rows[1], init="zeros")
+            self.per_batch_dispersion = dispersion_rows is not None
+        if likelihood == "gaussian" and not self.heteroscedastic:
+            self.scale_raw = nn.Parameter(torch.zeros(n_features))
+        self.register_buffer("center", torch.zeros(n_features))
+        self.register_buffer("spread", torch.ones(n_features))
+        self.register_buffer("typical_library", torch.tensor(NORMALIZE_TARGET_SUM))
+
+    # --- guide side ---------------------------------------------------------------------
+    def encoder_input(self, x: torch.Tensor, log_library: torch.Tensor) -> torch.Tensor:
+        if self.likelihood == "nb":  # log1p of counts per 10k: the usual scale for an MLP
+            return torch.log1p(x * torch.exp(math.log(NORMALIZE_TARGET_SUM) - log_library).unsqueeze(-1))
+        if self.likelihood == "gaussian":
+            return self.standardise(x)
+        return x
+
+    def expert(self, x: torch.Tensor, cov: torch.Tensor, log_library: torch.Tensor):
+        out = self.encoder(self.encoder_input(x, log_library), cov)
+        mu, logvar = out.chunk(2, -1)
+        return mu, logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
+
+    # --- model side ---------------------------------------------------------------------
+    def standardise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.center) / self.spread
+
+    def observed(self, x: torch.Tensor) -> torch.Tensor:
+        """The value the likelihood scores: standardised for Gaussian modalities."""
+        return self.standardise(x) if self.likelihood == "gaussian" else x
+
+    def _log_theta(self, batch_codes: torch.Tensor | None) -> torch.Tensor:
+        if self.per_batch_dispersion:
+            return self.dispersion(batch_codes)
+        return self.dispersion.reference[0]
+
+    def distribution(
+        self,
+        z: torch.Tensor,
+        cov: torch.Tensor,
+        log_library: torch.Tensor,
+        batch_codes: torch.Tensor | None = None,
+        log_factorial: torch.Tensor | None = None,
+        nonzero: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ):
+        out = self.decoder(z, cov)
+        if self.likelihood == "nb":
+            return NegativeBinomialLog(
+                self._log_theta(batch_codes), logits=out, log_library=log_library, log_factorial=log_factorial, nonzero=nonzero
+            )
+        if self.likelihood == "gaussian":
+            if self.heteroscedastic:
+                loc, raw = out.chunk(2, -1)
+            else:
+                loc, raw = out, self.scale_raw
+            return gaussian(loc, nn.functional.softplus(raw) + _MIN_SCALE)
+        return bernoulli(out)
+
+    def predictive_moments(
+        self,
+        z: torch.Tensor,
+        cov: torch.Tensor,
+        log_library: torch.Tensor,
+        batch_codes: torch.Tensor | None,
+        normalize: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance of ``x | z`` in data units; ``normalize``: NB proportions x 1e4."""
+        if self.likelihood == "nb" and normalize:
+            out = self.decoder(z, cov)
+            mean = torch.softmax(out, -1) * NORMALIZE_TARGET_SUM
+            return mean, torch.zeros_like(mean)
+        d = self.distribution(z, cov, log_library, batch_codes)
+        if self.likelihood == "gaussian":
+            return d.mean * self.spread + self.center, d.variance * self.spread**2
+        return d.mean, d.variance
+
+
+class PoEModule(nn.Module):
+    """Pyro model and guide of the multimodal VAE, with the extra losses beside the ELBO.
+
+    Parameters
+    ----------
+    modalities
+        ``(name, likelihood, n_features)`` per modality, in a fixed order.
+    n_latent, n_hidden, n_layers, layer_norm, dropout_rate
+        Network sizes; dropout acts in the encoders only.
+    covariate_sizes
+        Number of categories of each categorical covariate (reference, new) pairs; each
+        gets an embedding of ``embedding_dim`` that enters every encoder and decoder.
+    batch_covariate
+        Index of the covariate that holds the batch (per-batch dispersion), or None.
+    dispersion
+        ``"feature"`` or ``"feature-batch"`` (NB inverse dispersion per batch too).
+    heteroscedastic
+        Gaussian scale predicted per cell by the decoder instead of one per feature.
+    fusion
+        ``"poe"`` or ``"moe"``.
+    batch_mmd_weight, n_mmd_groups
+        Weight of the MMD between groups (batches, or any obs key) on the joint latent.
+    modality_mmd_weight
+        Weight of the MMD between the per-modality latents of cells that have both.
+    modality_dropout
+        Share of cells with two or more modalities whose encoders, in training, see only
+        one of them (chosen at random), so that single-modality posteriors, which
+        prediction uses, are trained too.
+    """
+
+    def __init__(
+        self,
+        modalities: list[tuple[str, str, int]],
+        n_latent: int = 16,
+        n_hidden: int = 128,
+        n_layers: int = 2,
+        layer_norm: bool = True,
+        dropout_rate: float = 0.1,
+        covariate_sizes: list[tuple[int, int]] = (),
+        embedding_dim: int = 8,
+        batch_covariate: int | None = None,
+        dispersion: str = "feature",
+        heteroscedastic: bool = False,
+        fusion: str = "poe",
+        batch_mmd_weight: float = 0.0,
+        n_mmd_groups: int = 0,
+        modality_mmd_weight: float = 0.0,
+        modality_dropout: float = 0.0,
+    ):
+        super().__init__()
+        if fusion not in ("poe", "moe"):
+            raise ValueError(f"fusion must be 'poe' or 'moe', not {fusion!r}")
+        if dispersion not in ("feature", "feature-batch"):
+            raise ValueError(f"dispersion must be 'feature' or 'feature-batch', not {dispersion!r}")
+        if dispersion == "feature-batch" and batch_covariate is None:
+            raise ValueError("dispersion='feature-batch' needs a batch_key in setup_mudata")
+        self.names = [m[0] for m in modalities]
+        self.n_latent = n_latent
+        self.fusion = fusion
+        self.batch_covariate = batch_covariate
+        self.batch_mmd_weight = float(batch_mmd_weight)
+        self.n_mmd_groups = int(n_mmd_groups)
+        self.modality_mmd_weight = float(modality_mmd_weight)
+        self.modality_dropout = float(modality_dropout)
+        self.covariates = nn.ModuleList(CovariateTable(n_ref, embedding_dim, n_new) for n_ref, n_new in covariate_sizes)
+        n_cov = embedding_dim * len(covariate_sizes)
+        rows = tuple(covariate_sizes[batch_covariate]) if dispersion == "feature-batch" else None
+        self.blocks = nn.ModuleList(
+            ModalityBlock(lik, n_feat, n_latent, n_cov, n_hidden, n_layers, layer_norm, dropout_rate, rows, heteroscedastic)
+            for _, lik, n_feat in modalities
+        )
+
+    # --- shared pieces ------------------------------------------------------------------
+    def embed(self, codes: torch.Tensor) -> torch.Tensor:
+        """Concatenated covariate embeddings, ``(cells, n_covariates * embedding_dim)``."""
+        if not len(self.covariates):
+            return codes.new_zeros((codes.shape[0], 0), dtype=torch.get_default_dtype())
+        return torch.cat([table(codes[:, k]) for k, table in enumerate(self.covariates)], -1)
+
+    def _batch_codes(self, codes: torch.Tensor) -> torch.Tensor | None:
+        return None if self.batch_covariate is None else codes[:, self.batch_covariate]
+
+    def experts(self, batch: dict, cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every modality's expert for every cell (absent ones are garbage, masked later)."""
+        out = [blk.expert(batch["x"][name], cov, batch["log_library"][name]) for name, blk in zip(self.names, self.blocks)]
+        return torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out])
+
+    def fuse(self, mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor):
+        """Joint posterior of the present experts, as a distribution with event dim 1."""
+        if self.fusion == "poe":
+            loc, scale = product_of_experts(mu, logvar, mask)
+            return diag_normal(loc, scale)
+        return MixtureOfExperts(mu, logvar, mask)
+
+    def hide_modalities(self, mask: torch.Tensor) -> torch.Tensor:
+        """Keep one random present modality for a ``modality_dropout`` share of multi-modal cells."""
+        score = torch.where(mask, torch.rand(mask.shape, device=mask.device), -1.0)
+        keep_one = nn.functional.one_hot(score.argmax(0), mask.shape[0]).T.bool()
+        hide = (torch.rand(mask.shape[1], device=mask.device) < self.modality_dropout) & (mask.sum(0) > 1)
+        return torch.where(hide, keep_one, mask)
+
+    # --- the Pyro program ---------------------------------------------------------------
+    def model(self, batch: dict, kl_weight: float = 1.0) -> None:
+        n_obs, idx = batch["n_obs"], batch["idx"]
+        cov = self.embed(batch["codes"])
+        batch_codes = self._batch_codes(batch["codes"])
+        with poutine.scale(scale=1.0 / n_obs), pyro.plate("cells", n_obs, subsample=idx):
+            loc = cov.new_zeros((idx.shape[0], self.n_latent))
+            with poutine.scale(scale=kl_weight):
+                z = pyro.sample("z", diag_normal(loc, 1.0))
+            for k, (name, blk) in enumerate(zip(self.names, self.blocks)):
+                x = batch["x"][name]
+                d = blk.distribution(
+                    z, cov, batch["log_library"][name], batch_codes, batch["log_factorial"].get(name), batch["nonzero"].get(name)
+                )
+                pyro.sample(name, d.mask(batch["mask"][k]), obs=blk.observed(x))
+
+    def guide(self, batch: dict, kl_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        n_obs, idx = batch["n_obs"], batch["idx"]
+        cov = self.embed(batch["codes"])
+        mask = batch["mask"]
+        with poutine.scale(scale=1.0 / n_obs), pyro.plate("cells", n_obs, subsample=idx):
+            mu, logvar = self.experts(batch, cov)
+            shown = self.hide_modalities(mask) if self.training and self.modality_dropout > 0 else mask
+            with poutine.scale(scale=kl_weight):
+                pyro.sample("z", self.fuse(mu, logvar, shown))
+        return mu, logvar
+
+    # --- the loss -----------------------------------------------------------------------
+    def loss_terms(self, batch: dict, kl_weight: float = 1.0) -> dict[str, torch.Tensor]:
+        """Negative ELBO per cell, split into named terms, plus the weighted MMD penalties.
+
+        The ELBO is read off Pyro traces of the guide and the replayed model (what
+        ``TraceMeanField_ELBO`` computes: analytic KL where registered, Monte Carlo
+        otherwise), kept per site so a NaN can be traced to its term.
+
+        Parameters
+        ----------
+        batch
+            ``idx`` (cells, long: rows in the data set, for the plate), ``n_obs`` (int),
+            ``x`` (name -> (cells, features)), ``mask`` (modalities, cells) bool,
+            ``codes`` (cells, covariates) long, ``log_library`` (name -> (cells,)),
+            ``log_factorial`` (name -> (cells,), NB modalities only), ``nonzero`` (name ->
+            padded non-zero (cols, vals), NB modalities, optional), ``groups`` (cells,)
+            long MMD group or None.
+        kl_weight
+            Warm-up factor on the KL term.
+
+        Returns
+        -------
+        ``nll_<modality>``, ``kl_z``, and ``mmd_batch`` / ``mmd_modality`` where weighted.
+        """
+        guide_tr = poutine.trace(self.guide).get_trace(batch, kl_weight)
+        model_tr = poutine.trace(poutine.replay(self.model, trace=guide_tr)).get_trace(batch, kl_weight)
+        terms: dict[str, torch.Tensor] = {}
+        for name, site in model_tr.nodes.items():
+            if site["type"] != "sample" or name == "cells":
+                continue
+            if site["is_observed"]:
+                log_p = site["fn"].log_prob(site["value"])
+                terms[f"nll_{name}"] = -scale_and_mask(log_p, site["scale"], site["mask"]).sum()
+                continue
+            q = guide_tr.nodes[name]
+            try:
+                kl = kl_divergence(q["fn"], site["fn"])
+            except NotImplementedError:  # the MoE mixture: single-sample Monte Carlo
+                kl = q["fn"].log_prob(q["value"]) - site["fn"].log_prob(q["value"])
+            terms[f"kl_{name}"] = scale_and_mask(kl, q["scale"], q["mask"]).sum()
+        mu, _ = guide_tr.nodes["_RETURN"]["value"]
+        if self.batch_mmd_weight > 0 and self.n_mmd_groups > 1 and batch.get("groups") is not None:
+            # code n_mmd_groups marks a group unseen in training: one-hot it away
+            onehot = nn.functional.one_hot(batch["groups"], self.n_mmd_groups + 1)[:, :-1].to(mu.dtype)
+            terms["mmd_batch"] = self.batch_mmd_weight * group_mmd(guide_tr.nodes["z"]["value"], onehot)
+        if self.modality_mmd_weight > 0 and len(self.names) > 1:
+            mask = batch["mask"]
+            pairs = [(a, b) for a in range(len(self.names)) for b in range(a + 1, len(self.names))]
+            mmd = sum(paired_mmd(mu[a], mu[b], (mask[a] & mask[b]).to(mu.dtype)) for a, b in pairs)
+            terms["mmd_modality"] = self.modality_mmd_weight * mmd / len(pairs)
+        return terms
+
+    # --- inference without Pyro's bookkeeping (prediction, latents) -------------------------
+    @torch.no_grad()
+    def posterior(self, batch: dict, mask: torch.Tensor):
+        """Joint posterior given the modalities in ``mask`` ((modalities, cells) bool)."""
+        cov = self.embed(batch["codes"])
+        mu, logvar = self.experts(batch, cov)
+        return self.fuse(mu, logvar, mask), mu, logvar
+
+    def freeze_reference(self) -> None:
+        """scArches surgery: only the rows that new categories added stay trainable."""
+        for p in self.parameters():
+            p.requires_grad_(False)
+        for m in self.modules():
+            if isinstance(m, CovariateTable):
+                m.new.requires_grad_(True)

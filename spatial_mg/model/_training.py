@@ -1,0 +1,254 @@
+"""The training loop: minibatches by index on the device, Adam, clipping, warm-up, stopping.
+
+Per step nothing leaves the device: losses are summed into device tensors and read once
+per epoch, which is also where NaN is detected, early stopping decides, and a checkpoint
+(weights, optimiser, random states, history) is written atomically, so a crash loses no
+finished epoch and :func:`fit` can resume from it exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .._atomic import atomic_file
+from .._constants import CHECKPOINT_FILE
+from ._data import DeviceData
+from ._module import PoEModule
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation settings (see :meth:`PoEVAE.train` for their meaning)."""
+
+    max_epochs: int
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    early_stopping: bool = True
+    patience: int = 20
+    min_delta: float = 0.0
+    gradient_clip: float | None = 10.0
+    kl_warmup_epochs: int = 0
+    kl_weight: float = 1.0
+    eval_batch_size: int = 4096
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 1
+    resume: bool = False
+    progress_bar: bool = True
+    seed: int = 0
+
+
+class TrainingDiverged(FloatingPointError):
+    """A loss term became NaN or infinite."""
+
+
+def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _atomic_save(obj, path: Path) -> None:
+    with atomic_file(path) as tmp:
+        torch.save(obj, tmp)
+
+
+class Trainer:
+    """Fits a :class:`PoEModule` to a :class:`DeviceData`.
+
+    Parameters
+    ----------
+    module
+        The module, already on ``data.device``.
+    data
+        The whole data set on the device.
+    train_idx, val_idx
+        Cell indices (device tensors) of the training and validation sets.
+    config
+        Optimisation settings.
+    fingerprint
+        Identifies model and data; a checkpoint with another fingerprint is refused.
+    history
+        Rows of earlier training, continued.
+    """
+
+    def __init__(
+        self,
+        module: PoEModule,
+        data: DeviceData,
+        train_idx: torch.Tensor,
+        val_idx: torch.Tensor,
+        config: TrainingConfig,
+        fingerprint: str,
+        history: list[dict] | None = None,
+    ):
+        self.module, self.data, self.config = module, data, config
+        self.train_idx, self.val_idx = train_idx, val_idx
+        self.fingerprint = fingerprint
+        self.history = list(history or [])
+        self.params = [p for p in module.parameters() if p.requires_grad]
+        if not self.params:
+            raise ValueError("the model has no trainable parameters (a query without new categories adds none)")
+        fused = data.device.type == "cuda"
+        self.optimizer = torch.optim.Adam(self.params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+        self.generator = torch.Generator(device=data.device)
+        self.generator.manual_seed(config.seed)
+        self.start_epoch = 0
+        self.best = math.inf
+        self.wait = 0
+        self.best_state: dict | None = None
+        self.stopped = False
+
+    # --- checkpoints -------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path | None:
+        d = self.config.checkpoint_dir
+        return None if d is None else Path(d) / CHECKPOINT_FILE
+
+    def _state(self, epoch: int) -> dict:
+        cuda = self.data.device.type == "cuda"
+        return {
+            "fingerprint": self.fingerprint,
+            "epochs_done": epoch,
+            "module": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "history": self.history,
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state(self.data.device) if cuda else None,
+            "generator": self.generator.get_state(),
+            "early_stopping": {"best": self.best, "wait": self.wait, "stopped": self.stopped},
+            "best_state": self.best_state,
+            "config": asdict(self.config),
+        }
+
+    def _restore(self, path: Path) -> None:
+        ckpt = torch.load(path, map_location=self.data.device, weights_only=True)
+        if ckpt["fingerprint"] != self.fingerprint:
+            raise ValueError(f"checkpoint '{path}' was written for another model or data set; use another checkpoint_dir")
+        self.module.load_state_dict(ckpt["module"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.history = ckpt["history"]
+        torch.set_rng_state(ckpt["rng_cpu"].cpu())
+        if ckpt["rng_cuda"] is not None:
+            torch.cuda.set_rng_state(ckpt["rng_cuda"].cpu(), self.data.device)
+        self.generator.set_state(ckpt["generator"].cpu())
+        es = ckpt["early_stopping"]
+        self.best, self.wait, self.stopped = es["best"], es["wait"], es["stopped"]
+        self.best_state = ckpt["best_state"]
+        self.start_epoch = ckpt["epochs_done"]
+
+    # --- epochs ------------------------------------------------------------------------
+    def kl_weight(self, epoch: int) -> float:
+        warm, final = self.config.kl_warmup_epochs, self.config.kl_weight
+        return final if warm <= 0 else final * min(1.0, (epoch + 1) / warm)
+
+    def _run(self, idx: torch.Tensor, batch_size: int, kl_weight: float, train: bool):
+        """Sum over cells of each loss term, and the first step at which each turned
+        non-finite (-1: never), as device tensors: no host sync."""
+        sums: dict[str, torch.Tensor] = {}
+        first_bad: dict[str, torch.Tensor] = {}
+        n_batches = max(1, math.ceil(idx.shape[0] / batch_size))
+        for step, chunk in enumerate(torch.tensor_split(idx, n_batches)):
+            terms = self.module.loss_terms(self.data.batch(chunk), kl_weight)
+            if train:
+                loss = sum(terms.values())
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.config.gradient_clip:
+                    torch.nn.utils.clip_grad_norm_(self.params, self.config.gradient_clip)
+                self.optimizer.step()
+            for k, v in terms.items():
+                v = v.detach()
+                bad = first_bad.get(k, torch.full((), -1.0, device=v.device))
+                first_bad[k] = torch.where((bad < 0) & ~torch.isfinite(v), float(step), bad)
+                sums[k] = sums[k] + v * chunk.shape[0] if k in sums else v * chunk.shape[0]
+        return sums, first_bad
+
+    def _epoch(self, epoch: int) -> dict:
+        cfg = self.config
+        t0 = time.perf_counter()
+        kl_weight = self.kl_weight(epoch)
+        self.module.train()
+        order = self.train_idx[torch.randperm(self.train_idx.shape[0], generator=self.generator, device=self.data.device)]
+        train_sums, first_bad = self._run(order, cfg.batch_size, kl_weight, train=True)
+        val_sums = {}
+        if self.val_idx.shape[0]:
+            self.module.eval()
+            with torch.no_grad():
+                val_sums, _ = self._run(self.val_idx, cfg.eval_batch_size, cfg.kl_weight, train=False)
+        keys = [("train", k) for k in train_sums] + [("val", k) for k in val_sums]
+        values = torch.stack([*train_sums.values(), *val_sums.values(), *first_bad.values()]).tolist()  # the one sync
+        row = {"epoch": epoch + 1, "kl_weight": kl_weight}
+        n = {"train": self.train_idx.shape[0], "val": self.val_idx.shape[0]}
+        for (split, k), v in zip(keys, values):
+            row[f"{split}_{k}"] = v / n[split]
+        if not all(map(math.isfinite, values)):
+            bad_steps = {k: s for k, s in zip(first_bad, values[len(keys) :]) if s >= 0}
+            culprit = min(bad_steps, key=bad_steps.get) if bad_steps else next(k for (_, k), v in zip(keys, values) if not math.isfinite(v))
+            raise TrainingDiverged(
+                f"loss term '{culprit}' became NaN or infinite in epoch {epoch + 1}"
+                f"{f' (step {int(bad_steps[culprit]) + 1})' if culprit in bad_steps else ' (validation)'}; "
+                f"the weights are restored to the end of epoch {epoch}. "
+                "Try a lower learning rate (lr), gradient_clip, or check the input scale."
+            )
+        for split in ("train", "val"):
+            parts = [row[f"{split}_{k}"] for s, k in keys if s == split]
+            if parts:
+                row[f"{split}_loss"] = sum(parts)
+        row["seconds"] = time.perf_counter() - t0
+        return row
+
+    def _early_stop(self, epoch: int, row: dict) -> None:
+        cfg = self.config
+        monitor = row.get("val_loss", row["train_loss"])
+        if epoch + 1 < cfg.kl_warmup_epochs:  # the objective still changes during warm-up
+            return
+        if monitor < self.best - cfg.min_delta:
+            self.best, self.wait = monitor, 0
+            if cfg.early_stopping:
+                self.best_state = _snapshot(self.module)
+        else:
+            self.wait += 1
+            if cfg.early_stopping and self.wait >= cfg.patience:
+                self.stopped = True
+
+    def fit(self) -> list[dict]:
+        """Train until ``max_epochs`` or early stopping; return the history rows."""
+        cfg = self.config
+        path = self.checkpoint_path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if cfg.resume and path.exists():
+                self._restore(path)
+        bar = None
+        if cfg.progress_bar:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=cfg.max_epochs, initial=self.start_epoch, desc="Training", unit="epoch")
+        last_good = _snapshot(self.module)
+        try:
+            epoch = self.start_epoch
+            while epoch < cfg.max_epochs and not self.stopped:
+                try:
+                    row = self._epoch(epoch)
+                except TrainingDiverged:
+                    self.module.load_state_dict(last_good)
+                    raise
+                self.history.append(row)
+                self._early_stop(epoch, row)
+                last_good = _snapshot(self.module)
+                epoch += 1
+                if path is not None and (epoch % cfg.checkpoint_every == 0 or epoch == cfg.max_epochs or self.stopped):
+                    _atomic_save(self._state(epoch), path)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix({k: f"{row[k]:.4g}" for k in ("train_loss", "val_loss") if k in row})
+        finally:
+            if bar is not None:
+                bar.close()
+        if self.best_state is not None:
+            self.module.load_state_dict(self.best_state)
+        return self.history

@@ -1,0 +1,248 @@
+"""``spatial-mg demo``: the whole pipeline on the built-in synthetic Vicari-type sections.
+
+It runs the code path a user runs on real files: the sections are written in their real
+formats (spaceranger outs + imzML), read back, registered, paired, the PoE-VAE is trained
+on the paired sections and predicts the held-out section's metabolites from its RNA alone,
+and the prediction is scored against that section's own measured MSI and the baselines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from .._constants import DOMAIN_KEY, LATENT_KEY, SECTION_KEY
+from ._evaluate import score_methods
+from ._outputs import OutputFolder
+from ._report import write_report
+from ._sections import Section, SectionFiles, read_section, registration_error_um, stack_pairs
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Sizes of the demo; ``smoke()`` is the few-second version CI runs."""
+
+    n_sections: int = 3
+    n_spots: int = 700
+    n_genes: int = 300
+    n_metabolites: int = 30
+    msi_pitch_um: float = 75.0
+    max_epochs: int | None = None
+    seed: int = 0
+
+    @classmethod
+    def smoke(cls, seed: int = 0) -> DemoConfig:
+        return cls(n_spots=250, n_genes=120, n_metabolites=12, msi_pitch_um=90.0, max_epochs=5, seed=seed)
+
+
+def default_cache() -> Path:
+    """Where the demo writes its input files: ``$SPATIAL_MG_DATA/demo`` or ``~/.cache/spatial_mg/demo``."""
+    root = os.environ.get("SPATIAL_MG_DATA")
+    return Path(root) / "demo" if root else Path.home() / ".cache" / "spatial_mg" / "demo"
+
+
+class _Progress:
+    """Numbered stages with their time, printed as the run goes."""
+
+    def __init__(self, n: int, echo=print):
+        self.n, self.i, self.echo = n, 0, echo
+        self.started = time.perf_counter()
+
+    def stage(self, text: str) -> None:
+        self.i += 1
+        self.echo(f"[{self.i}/{self.n}] {text}  (t={time.perf_counter() - self.started:.0f} s)", flush=True)
+
+
+def run_demo(
+    out: str | os.PathLike,
+    *,
+    config: DemoConfig | None = None,
+    data_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    accelerator: str = "auto",
+    echo=print,
+) -> dict:
+    """Run the demo and write its results into ``out``; returns the figures of ``metrics.json``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .. import PoEVAE, align
+
+    config = config or DemoConfig()
+    folder = OutputFolder(out, overwrite=overwrite)
+    progress = _Progress(7, echo)
+
+    progress.stage("writing the synthetic sections in their real formats (spaceranger outs/, imzML)")
+    files, peaks, truth = _demo_files(config, Path(data_dir) if data_dir else default_cache())
+
+    progress.stage(f"reading {len(files)} sections (read_visium, read_imzml)")
+    sections = [read_section(f, mz_bins=peaks, ppm=10.0) for f in files]
+    train, test = sections[:-1], sections[-1]
+
+    progress.stage("registering MSI onto Visium with moscot, and pairing")
+    registration = {}
+    for section in sections:
+        section.registration = align.register(section.rna, section.msi)
+        section.pairs = align.pair(section.rna, section.msi, section.registration)
+        qc = section.registration.qc
+        registration[section.name] = {
+            "median_error_um": registration_error_um(section.registration, truth[section.name]["affine"], section.msi),
+            "qc": qc.to_dict() if hasattr(qc, "to_dict") else qc,
+            "n_paired": int(section.pairs.n_obs),
+            "n_spots": int(section.rna.n_obs),
+        }
+    folder.save_figure("registration.png", _overlay(test))
+
+    progress.stage(f"training the PoE-VAE on {len(train)} paired sections")
+    mdata = stack_pairs(train)
+    PoEVAE.setup_mudata(mdata, modalities={"rna": "nb", "msi": "gaussian"})
+    model = PoEVAE(mdata, n_latent=16, seed=config.seed)
+    t0 = time.perf_counter()
+    model.train(max_epochs=config.max_epochs, accelerator=accelerator, progress_bar=True)
+    seconds = time.perf_counter() - t0
+    history = model.history
+    epochs = len(history)
+    training = {
+        "seconds": seconds,
+        "epochs": epochs,
+        "n_cells": int(mdata.n_obs),
+        "cells_per_s": float(mdata.n_obs * epochs / seconds),
+    }
+
+    progress.stage(f"predicting section {test.name}'s metabolites from its RNA alone, and the baselines")
+    measured = {s.name: s.pairs["msi"] for s in sections}
+    predictions = {s.name: _predict_all(model, mdata, s) for s in sections}
+
+    progress.stage("scoring against the measured MSI and the noise-free truth")
+    scores = {}
+    for s in sections:
+        split = "test" if s is test else "train"
+        figures, _ = score_methods(predictions[s.name], measured[s.name])
+        scores.setdefault(split, {})[s.name] = figures
+    test_vs_measured, table = score_methods(predictions[test.name], measured[test.name])
+    test_vs_truth, _ = score_methods(predictions[test.name], truth[test.name]["means"])
+
+    progress.stage(f"writing figures, tables and the report to {folder.path}")
+    from ..metrics import morans_i
+
+    table.insert(0, "morans_i_measured", morans_i(measured[test.name]).reindex(table.index))
+    table.index.name = "metabolite"
+    table.insert(1, "mz", measured[test.name].var["mz"].reindex(table.index))
+    folder.write_csv("metabolites.csv", table)
+    _figures(folder, model, mdata, test, predictions[test.name]["poe_vae"], measured[test.name], table)
+    metrics = {
+        "config": config.__dict__,
+        "sections": {"train": [s.name for s in train], "test": test.name},
+        "registration": registration,
+        "training": training,
+        "prediction": {"by_split": scores, "test_vs_measured": test_vs_measured, "test_vs_truth": test_vs_truth},
+        "model_beats": {
+            b: test_vs_measured["poe_vae"]["median_pearson"] > test_vs_measured[b]["median_pearson"]
+            for b in test_vs_measured
+            if b != "poe_vae"
+        },
+    }
+    folder.write_text("report.md", write_report(metrics, table))
+    folder.write_json("metrics.json", metrics)  # last: its presence marks a finished run
+    echo(f"done in {time.perf_counter() - progress.started:.0f} s: {folder.path}/report.md")
+    return metrics
+
+
+def _demo_files(config: DemoConfig, cache: Path) -> tuple[list[SectionFiles], np.ndarray, dict]:
+    """Write the synthetic sections once per configuration; later runs reuse the files."""
+    from ..datasets import synthetic_vicari
+
+    key = "-".join(f"{k}{v}" for k, v in sorted(config.__dict__.items()) if k != "max_epochs")
+    root = cache / key
+    if not (root / "peaks.csv").is_file():
+        data = synthetic_vicari(
+            n_sections=config.n_sections,
+            n_spots=config.n_spots,
+            n_genes=config.n_genes,
+            n_metabolites=config.n_metabolites,
+            msi_pitch_um=config.msi_pitch_um,
+            seed=config.seed,
+        )
+        data.write(root, overwrite=True)
+    names = sorted(p.name for p in root.iterdir() if (p / "outs").is_dir())
+    files = [SectionFiles(n, root / n / "outs", root / n / "msi" / f"{n}.imzML") for n in names]
+    peaks = pd.read_csv(root / "peaks.csv")["mz"].to_numpy()
+    truth = {
+        n: {
+            "affine": np.asarray(json.loads((root / n / "truth" / "affine.json").read_text())["msi_um_to_str_um"]),
+            "means": ad.read_h5ad(root / n / "truth" / "metabolite_means.h5ad"),
+        }
+        for n in names
+    }
+    return files, peaks, truth
+
+
+def _predict_all(model, train_mdata, section: Section) -> dict[str, ad.AnnData]:
+    """The PoE-VAE from RNA alone, and each baseline trained on the same paired spots."""
+    from .. import baselines
+
+    train_rna, train_msi = train_mdata["rna"], train_mdata["msi"]
+    rna = section.pairs["rna"]  # spots with a measurement to score against
+    out = {"poe_vae": model.predict(rna, target="msi", return_std=True)}
+    out["mean"] = baselines.predict_mean(train_msi, rna)
+    out["ridge"] = baselines.predict_ridge(train_rna, train_msi, rna)
+    out["knn15"] = baselines.predict_knn(train_rna, train_msi, rna, k=15)
+    out["moscot"] = baselines.predict_moscot(train_rna, train_msi, rna)
+    for pred in out.values():
+        pred.obsm["spatial"] = np.asarray(rna.obsm["spatial"])
+    return out
+
+
+def _overlay(section: Section):
+    from .. import pl
+
+    fig = pl.registration(section.rna, section.msi, section.registration)
+    return getattr(fig, "figure", fig)
+
+
+def _figures(folder: OutputFolder, model, mdata, test: Section, pred, measured, table: pd.DataFrame) -> None:
+    import matplotlib.pyplot as plt
+    import scanpy as sc
+
+    from .. import pl
+
+    order = table["poe_vae_pearson"].sort_values(ascending=False).dropna()
+    picks = {"best": order.index[0], "median": order.index[len(order) // 2], "worst": order.index[-1]}
+    for label, feature in picks.items():
+        fig = pl.metabolite_maps(pred, measured, [feature])
+        fig.suptitle(f"{label}: {feature} (Pearson {order[feature]:.2f})", y=1.02)
+        folder.save_figure(f"maps_{label}.png", fig)
+
+    latent = ad.AnnData(obs=pd.concat([mdata.obs[[SECTION_KEY]], _domains(mdata)], axis=1))
+    latent.obsm[LATENT_KEY] = model.get_latent_representation(mdata)
+    test_latent = ad.AnnData(obs=pd.DataFrame({SECTION_KEY: test.name}, index=test.pairs["rna"].obs_names))
+    test_latent.obs[DOMAIN_KEY] = test.pairs["rna"].obs.get(DOMAIN_KEY, "unknown")
+    test_latent.obsm[LATENT_KEY] = model.get_latent_representation(test.pairs["rna"])
+    both = ad.concat([latent, test_latent], index_unique="-")
+    sc.pp.neighbors(both, use_rep=LATENT_KEY)
+    sc.tl.umap(both, random_state=0)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, key in zip(axes, [SECTION_KEY, DOMAIN_KEY], strict=True):
+        sc.pl.umap(both, color=key, ax=ax, show=False, title=f"latent by {key}")
+    folder.save_figure("latent_umap.png", fig)
+
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.scatter(table["morans_i_measured"], table["poe_vae_pearson"], s=14)
+    ax.set_xlabel("Moran's I of the measured map")
+    ax.set_ylabel("Pearson, PoE-VAE prediction")
+    ax.set_title(f"{test.name}: predictability vs spatial structure")
+    folder.save_figure("correlation_vs_morans_i.png", fig)
+
+
+def _domains(mdata) -> pd.DataFrame:
+    obs = mdata["rna"].obs
+    values = obs[DOMAIN_KEY] if DOMAIN_KEY in obs else pd.Series("unknown", index=obs.index)
+    return pd.DataFrame({DOMAIN_KEY: values.reindex(mdata.obs_names).astype(str)})
+

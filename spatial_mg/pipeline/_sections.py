@@ -1,0 +1,76 @@
+"""Sections on disk -> AnnData -> registered and paired MuData, the way a user's files go."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import anndata as ad
+import mudata as md
+import numpy as np
+import pandas as pd
+
+from .._constants import SECTION_KEY
+
+
+@dataclass
+class SectionFiles:
+    """Where one section's files lie: a spaceranger ``outs/`` folder and an MSI file."""
+
+    name: str
+    visium: Path
+    msi: Path | None = None  # .imzML or SMA .csv; None for an RNA-only section
+
+
+@dataclass
+class Section:
+    """One section read into memory, and (once done) its registration and pairs."""
+
+    name: str
+    rna: ad.AnnData
+    msi: ad.AnnData | None = None
+    registration: object | None = None  # spatial_mg.align.RegistrationResult
+    pairs: md.MuData | None = None
+
+
+def read_section(
+    files: SectionFiles,
+    *,
+    mz_bins=None,
+    ppm: float = 10.0,
+    bin_width: float | None = None,
+    pixel_size_um: float | None = None,
+) -> Section:
+    """Read a section's Visium outs and, if given, its imzML (binned as asked) or SMA csv."""
+    from ..io import read_imzml, read_sma_csv, read_visium
+
+    rna = read_visium(files.visium)
+    rna.obs[SECTION_KEY] = pd.Categorical([files.name] * rna.n_obs)
+    msi = None
+    if files.msi is not None:
+        suffix = Path(files.msi).suffix.lower()
+        if suffix == ".imzml":
+            msi = read_imzml(files.msi, mz_bins=mz_bins, ppm=ppm, bin_width=bin_width, pixel_size_um=pixel_size_um)
+        elif suffix in (".csv", ".tsv", ".txt"):
+            msi = read_sma_csv(files.msi, pixel_size_um=pixel_size_um)
+        else:
+            raise ValueError(f"'{files.msi}' is neither an .imzML file nor an SMA .csv export.")
+    return Section(files.name, rna, msi)
+
+
+def stack_pairs(sections: list[Section]) -> md.MuData:
+    """One MuData of all sections' pairs; obs names made unique by section, ``obs["section"]`` set."""
+    from ._steps import stack_mudata
+
+    unpaired = [s.name for s in sections if s.pairs is None]
+    if unpaired:
+        raise ValueError(f"Sections {unpaired} have not been paired yet.")
+    return stack_mudata({s.name: s.pairs for s in sections})
+
+
+def registration_error_um(registration, true_affine: np.ndarray, msi: ad.AnnData) -> float:
+    """Median distance (um) between where the registration and the truth put each MSI pixel."""
+    points = np.asarray(msi.obsm["spatial"], dtype=float)
+    homogeneous = np.column_stack([points, np.ones(len(points))])
+    truth = homogeneous @ np.asarray(true_affine).T
+    return float(np.median(np.linalg.norm(registration.transform(points) - truth[:, :2], axis=1)))

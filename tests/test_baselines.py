@@ -1,0 +1,37 @@
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from spatial_mg.baselines import log_normalize, predict_knn, predict_ridge
+
+
+def _data(n=300, genes=60, seed=0):
+    rng = np.random.default_rng(seed)
+    h = rng.normal(size=(n, 2))
+    counts = rng.poisson(np.exp(h @ rng.normal(size=(2, genes)) * 0.5 + 2)).astype(np.float32)
+    rna = ad.AnnData(sp.csr_matrix(counts), obs=pd.DataFrame(index=[f"c{i}" for i in range(n)]))
+    rna.var_names = [f"g{i}" for i in range(genes)]
+    target = np.column_stack([h[:, 0], np.tanh(h[:, 1])])
+    return rna, target
+
+
+def test_log_normalize_matches_scanpy():
+    sc = pytest.importorskip("scanpy")
+    rna, _ = _data()
+    ref = rna.copy()
+    sc.pp.normalize_total(ref, target_sum=1e4)
+    sc.pp.log1p(ref)
+    assert np.allclose(log_normalize(rna.X), ref.X.toarray(), atol=1e-4)
+
+
+@pytest.mark.parametrize("predict", [predict_ridge, predict_knn])
+def test_baselines_recover_a_signal_in_rna(predict):
+    rna, target = _data()
+    pred = predict(rna[:200], target[:200], rna[200:][:, ::-1].copy(), n_pcs=10)
+    assert pred.shape == (100, 2) and list(pred.obs_names) == list(rna.obs_names[200:])
+    r = [np.corrcoef(pred.X[:, j], target[200:, j])[0, 1] for j in range(2)]
+    assert min(r) > 0.7
+    with pytest.raises(KeyError, match="missing"):
+        predict(rna[:200], target[:200], rna[200:, 5:].copy(), n_pcs=10)
