@@ -58,7 +58,9 @@ def pair(
         - ``"nearest_spot"``: the SMA rule: each pixel goes to its nearest spot if that is
           within ``max_distance_um``; a spot gets the plain mean of its pixels.
         - ``"transport"``: barycentric projection of the pixels' intensities through an
-          unbalanced entropic transport plan (moscot) between registered pixels and spots.
+          unbalanced entropic transport plan (moscot) between the registered pixels and the
+          spots, solved here on all of them - not the registration's GW plan, which couples
+          subsamples and, when another candidate pose won, disagrees with the transform.
     layer
         MSI layer to aggregate (default ``X``).
     spot_radius_um

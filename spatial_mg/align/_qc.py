@@ -93,9 +93,9 @@ def judge(
     pitch = figures["match_radius_um"] / 0.75
     if spread is not None and spread > MAX_SPREAD * pitch:
         reasons.append(
-            f"the fit is loose: refits from nearby starts end up to {spread:.0f} um apart (little tissue outline "
-            "where both modalities measured pins the pose); pairs may be off by that much - check the overlay, or "
-            "give landmarks"
+            f"the fit is loose: refits from nearby starts end up to {spread:.0f} um apart (the tissue outline where "
+            "both modalities measured pins the pose only that well); pairs may be off by that much - check the "
+            "overlay, or give landmarks"
         )
     margin = details.get("candidate_margin")
     if margin is not None and margin < MIN_MARGIN:
