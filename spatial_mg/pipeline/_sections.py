@@ -70,7 +70,8 @@ def stack_pairs(sections: list[Section]) -> md.MuData:
 
 def registration_error_um(registration, true_affine: np.ndarray, msi: ad.AnnData) -> float:
     """Median distance (um) between where the registration and the truth put each MSI pixel."""
+    from ..align._procrustes import apply_affine
+
     points = np.asarray(msi.obsm["spatial"], dtype=float)
-    homogeneous = np.column_stack([points, np.ones(len(points))])
-    truth = homogeneous @ np.asarray(true_affine).T
-    return float(np.median(np.linalg.norm(registration.transform(points) - truth[:, :2], axis=1)))
+    truth = apply_affine(np.asarray(true_affine), points)
+    return float(np.median(np.linalg.norm(registration.transform(points) - truth, axis=1)))
