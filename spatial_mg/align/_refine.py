@@ -204,11 +204,11 @@ class MaskAligner:
         self._build(h / s, h)
         return _Terms(self, pose, 2 * h)(pose)[0]
 
-    def refine(self, init: np.ndarray, scale: bool = True, affine: bool = False) -> np.ndarray:
+    def refine(self, init: np.ndarray, scale: bool = True, affine: bool = False, rounds: int = _ROUNDS) -> np.ndarray:
         """Refine ``init`` (3 x 3, MSI um -> STR um); its handedness is kept.
 
         ``scale=False`` keeps the scale of ``init``; ``affine=True`` finishes with a full
-        affine fit.
+        affine fit; ``rounds`` caps the comparison-area updates (1: a quick screen).
         """
         current = init
         s = abs(decompose(init)["scale"])
@@ -219,7 +219,7 @@ class MaskAligner:
         if affine:
             steps.append(lambda terms, t: _refine_affine(terms, t, self.length, self.anchor))
         for step in steps:
-            for _ in range(_ROUNDS):
+            for _ in range(rounds):
                 terms = _Terms(self, current, margin)
                 previous = current
                 current = step(terms, current)

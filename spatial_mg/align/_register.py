@@ -34,7 +34,7 @@ from ._background import tissue_mask
 from ._gw import TransportDiverged, jax_device, solve_gw
 from ._inputs import check_points, msi_coordinates, msi_pixel_size, msi_window, rna_coordinates, rna_window
 from ._landmarks import fit_landmarks, parse_landmarks
-from ._procrustes import apply_affine, decompose, fit_affine, fit_plan
+from ._procrustes import apply_affine, decompose, fit_affine, fit_plan, fit_similarity
 from ._qc import SCALE_RANGE, judge, match_radius, measure
 from ._refine import MaskAligner
 from ._result import RegistrationResult
@@ -46,6 +46,7 @@ TRANSFORMS = ("similarity", "affine")
 
 _SCALE_BOUNDS = (0.5, 2.0)  # a refined candidate that drifts outside is dropped
 _SCORE_SLACK = 0.1  # poses within this of the best agreement compete on mask mismatch
+_FINALISTS = 4  # candidates refitted in full after a quick screen
 
 
 def register(
@@ -381,14 +382,19 @@ def _register_moscot(
         msi_spacing=msi_spacing,
         rna_spacing=rna_spacing,
     )
-    refined = []
-    for affine, origin in candidates:
+    screened = []
+    for affine, origin in candidates:  # a quick refit of every candidate, to rank them
         try:
-            fit = aligner.refine(affine, scale=scale)
+            fit = aligner.refine(affine, scale=scale, rounds=1)
         except (ValueError, np.linalg.LinAlgError):
             continue
-        if not _SCALE_BOUNDS[0] <= decompose(fit)["scale"] <= _SCALE_BOUNDS[1]:
-            continue
+        if _SCALE_BOUNDS[0] <= decompose(fit)["scale"] <= _SCALE_BOUNDS[1]:
+            screened.append((fit, origin, score(fit)))
+    lo, hi = SCALE_RANGE
+    screened.sort(key=lambda r: (not lo <= decompose(r[0])["scale"] <= hi, -r[2]))
+    refined = []
+    for fit, origin, _ in screened[:_FINALISTS]:  # the full refit for the best few
+        fit = aligner.refine(fit, scale=scale)
         refined.append({"affine": fit, "origin": origin, "score": score(fit), "mismatch": aligner.mismatch(fit)})
     if not refined:
         raise RuntimeError(
@@ -400,7 +406,6 @@ def _register_moscot(
     # outlines lie closest (least mask mismatch). The point score counts a pixel matched up
     # to 3/4 of a pitch away, so a mirrored fit of a nearly symmetric outline can tie with
     # the right one; the mask mismatch still sees the difference.
-    lo, hi = SCALE_RANGE
     plausible = [r for r in refined if lo <= decompose(r["affine"])["scale"] <= hi] or refined
     top = max(r["score"] for r in plausible)
     contenders = sorted((r for r in plausible if r["score"] >= top - _SCORE_SLACK), key=lambda r: r["mismatch"])
@@ -416,9 +421,9 @@ def _register_moscot(
         # how much worse the best distinct alternative's outlines fit (0: equally well)
         info["candidate_margin"] = float(rivals[0]["mismatch"] / max(chosen["mismatch"], 1e-12) - 1.0)
         info["runner_up"] = _describe(rivals[0]["affine"], best)
-    info["pose_spread_um"] = _pose_spread(aligner, best, msi_um, h, scale)
     if transform == "affine":
         best = aligner.refine(best, scale=scale, affine=True)
+    best, info["pose_spread_um"] = _settle(aligner, best, msi_um, h, scale, transform == "affine")
     info["refine_seconds"] = time.perf_counter() - refine_start
     if sol is None:
         return best, None, None, None, info
@@ -426,23 +431,27 @@ def _register_moscot(
     return best, sol.plan, src_idx, dst_idx, info
 
 
-def _pose_spread(aligner: MaskAligner, pose: np.ndarray, msi_um: np.ndarray, pitch: float, scale: bool) -> float:
-    """How loosely the outlines pin the pose: refit from two nearby starts, the farther end (um).
+def _settle(aligner: MaskAligner, pose: np.ndarray, msi_um: np.ndarray, pitch: float, scale: bool, affine: bool):
+    """Refit from two nearby starts; return their consensus and how far apart they ended (um).
 
-    The starts are moved by half a pitch, turned by a degree and scaled by 2 %, in opposite
-    directions; a well-pinned fit returns to within a few micrometres, one with a flat or
-    double-welled objective (little outline inside the common area) does not.
+    The starts are the pose moved by half a pitch, turned by a degree and scaled by 2 %, in
+    opposite directions. Where the outlines pin the pose well all three fits coincide;
+    where the objective is flat along some direction (little outline in the common area)
+    they spread along it, and their mean is the better estimate, the spread the warning.
     """
     centre = apply_affine(pose, msi_um).mean(axis=0)
-    spread = 0.0
+    fits = [pose]
     for sign in (1.0, -1.0):
         t = np.deg2rad(sign)
         nudge = np.eye(3)
         nudge[:2, :2] = (1 + 0.02 * sign) * np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
         nudge[:2, 2] = centre - nudge[:2, :2] @ centre + sign * 0.5 * pitch * np.array([0.6, 0.8])
-        refit = aligner.refine(nudge @ pose, scale=scale)
-        spread = max(spread, _displacement(refit, pose, msi_um))
-    return spread
+        fits.append(aligner.refine(nudge @ pose, scale=scale))
+    spread = max(_displacement(f, pose, msi_um) for f in fits[1:])
+    mean_points = np.mean([apply_affine(f, msi_um) for f in fits], axis=0)
+    if affine:
+        return fit_affine(msi_um, mean_points), spread
+    return fit_similarity(msi_um, mean_points, reflection=decompose(pose)["reflection"], scale=scale), spread
 
 
 def _plan_agreement(affine, x, y, plan, msi_spacing, rna_spacing) -> float:

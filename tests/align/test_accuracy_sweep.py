@@ -56,7 +56,7 @@ def test_every_pose_is_found_and_pairs_are_right(sweep):
 @pytest.mark.slow
 @pytest.mark.xfail(
     reason="issue target not met: about 12 um median over seeds; the spots sample the tissue outline at a 100 um "
-    "pitch, and outline-only registration of a 700-spot section lands 5-23 um off (benchmarks/alignment.py)",
+    "pitch, and outline-only registration of a 700-spot section lands 6-26 um off (benchmarks/alignment.py)",
     strict=False,
 )
 def test_median_error_within_10_um(sweep):
