@@ -83,7 +83,9 @@ class PoEVAE:
     modality_dropout
         Share of multimodal cells whose encoders see, in each training step, only one of
         their modalities (picked at random); trains the single-modality posteriors that
-        :meth:`predict` uses (e.g. RNA alone to predict metabolites).
+        :meth:`predict` uses (e.g. RNA alone to predict metabolites). Default 0.5: on
+        the synthetic benchmark (``benchmarks/prediction_sweep.py``) it predicted held-out
+        metabolites from RNA better than 0.25 over 16 seeds.
     seed
         Seeds weight initialisation and, unless ``train`` gets another, training.
     """
@@ -102,7 +104,7 @@ class PoEVAE:
         heteroscedastic: bool = False,
         batch_mmd_weight: float = 0.0,
         modality_mmd_weight: float = 0.0,
-        modality_dropout: float = 0.25,
+        modality_dropout: float = 0.5,
         seed: int = 0,
     ):
         registry = lookup(mdata)
@@ -209,15 +211,15 @@ class PoEVAE:
         max_epochs: int | None = None,
         batch_size: int | None = None,
         accelerator: str = "auto",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
+        lr: float = 3e-3,
+        weight_decay: float = 1e-2,
         validation_fraction: float = 0.1,
         early_stopping: bool = True,
         patience: int = 20,
         min_delta: float = 0.0,
         gradient_clip: float | None = 10.0,
         kl_warmup_epochs: int | None = None,
-        kl_weight: float = 1.0,
+        kl_weight: float = 0.5,
         checkpoint_dir: str | os.PathLike | None = None,
         checkpoint_every: int = 1,
         resume: bool = False,
@@ -231,12 +233,15 @@ class PoEVAE:
         max_epochs
             Default ``min(400, round(400 * 20000 / n_cells))``, at least 20.
         batch_size
-            Cells per step; default 256. Larger batches run faster on a GPU.
+            Cells per step; default 128. Larger batches run faster (on a GPU many times
+            faster), and may need a larger ``lr``.
         accelerator
             ``"auto"`` (CUDA if available), ``"cpu"``, ``"gpu"`` or ``"cuda:i"``. The
             whole data set is kept on the device (sparse counts as CSR).
         lr, weight_decay
-            Adam settings.
+            Adam settings (weight decay as L2 on the gradient). The defaults, with
+            ``batch_size`` 128, ``kl_weight`` 0.5 and ``modality_dropout`` 0.5, are the
+            best of the settings compared by ``benchmarks/prediction_sweep.py``.
         validation_fraction
             Share of cells held out (seeded) to compute the validation loss each epoch.
         early_stopping, patience, min_delta
@@ -250,7 +255,8 @@ class PoEVAE:
             ``max_epochs // 4``.
         kl_weight
             Final weight of the KL term (1: the ELBO; below 1 a sharper, less regularised
-            posterior). The validation loss uses it too.
+            posterior, as in a beta-VAE). Default 0.5, which predicted held-out modalities
+            better than 1 on the synthetic benchmark. The validation loss uses it too.
         checkpoint_dir
             Folder for ``last.ckpt``, written atomically every ``checkpoint_every`` epochs.
         resume
@@ -283,7 +289,7 @@ class PoEVAE:
         n_val = int(round(validation_fraction * n)) if n >= 20 else 0
         config = TrainingConfig(
             max_epochs=max_epochs,
-            batch_size=int(batch_size or 256),
+            batch_size=int(batch_size or 128),
             lr=lr,
             weight_decay=weight_decay,
             early_stopping=early_stopping,
