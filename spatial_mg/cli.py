@@ -20,6 +20,8 @@ examples:
   spatial-mg train --pairs S1_aligned/pairs.h5mu S2_aligned/pairs.h5mu --out model
   spatial-mg predict --model model --visium S3/outs --out S3_predicted
   spatial-mg evaluate --pred S3_predicted/predicted.h5ad --truth S3_aligned/pairs.h5mu --out S3_eval
+  spatial-mg fetch --list                           # the real datasets that can be downloaded
+  spatial-mg fetch sma_mendeley --section V11L12-038_D1
 """
 
 
@@ -84,6 +86,12 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--pred", help="predicted.h5ad written by 'spatial-mg predict'")
     evaluate.add_argument("--truth", help="measured metabolites: pairs.h5mu from 'spatial-mg align', or an .h5ad")
     _output(evaluate)
+
+    fetch = sub.add_parser("fetch", help="download, verify and unpack a real dataset (see --list)")
+    fetch.add_argument("name", nargs="?", help="dataset name, as shown by --list")
+    fetch.add_argument("--section", help="fetch only this section where the record allows, and show its files")
+    fetch.add_argument("--cache-dir", help="where datasets are kept (default $SPATIAL_MG_DATA or ~/.cache/spatial_mg)")
+    fetch.add_argument("--list", action="store_true", help="list the datasets with their licence and size, and stop")
     return parser
 
 
@@ -174,7 +182,46 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"demo": _demo, "align": _align, "train": _train, "predict": _predict, "evaluate": _evaluate}
+def _fetch(args: argparse.Namespace) -> int:
+    from .datasets import fetch, get_manifest, list_datasets, sma_sections
+
+    if args.list:
+        table = list_datasets()[["name", "size", "licence", "title"]]
+        widths = {c: max(len(c), *(len(str(v)) for v in table[c])) for c in ("name", "size", "licence")}
+        for row in [dict(zip(table.columns, table.columns))] + table.to_dict("records"):
+            print("  ".join(str(row[c]).ljust(widths[c]) for c in widths) + "  " + row["title"])
+        print("\nEach dataset has its own licence; 'spatial-mg fetch NAME' prints the work to cite.")
+        return 0
+    if not args.name:
+        raise CliError("'fetch' needs a dataset NAME (see 'spatial-mg fetch --list').")
+    manifest = get_manifest(args.name)
+    try:
+        root = fetch(manifest, section=args.section, cache_dir=args.cache_dir)
+    except OSError as err:
+        if isinstance(err, FileNotFoundError | FileExistsError | NotADirectoryError):
+            raise
+        import requests  # pooch's HTTP client
+
+        # Network and disk failures deserve one line, not a traceback.
+        hint = " Check the connection and try again." if isinstance(err, requests.RequestException) else ""
+        raise CliError(f"fetching '{manifest.name}' failed: {err}.{hint}") from None
+    print(f"{manifest.name}: {root}")
+    print(f"licence: {manifest.licence}")
+    print(f"cite: {manifest.citation}")
+    if manifest.layout.get("kind") in ("sma_processed", "magpie"):
+        for files in sma_sections(root, section=args.section):
+            print(f"{files.name}: visium {files.visium}  msi {files.msi}")
+    return 0
+
+
+_COMMANDS = {
+    "demo": _demo,
+    "align": _align,
+    "train": _train,
+    "predict": _predict,
+    "evaluate": _evaluate,
+    "fetch": _fetch,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
