@@ -61,6 +61,12 @@ def _build_parser() -> argparse.ArgumentParser:
     align.add_argument("--landmarks", help="csv of point pairs (MSI x, y -> Visium x, y in um) instead of moscot")
     align.add_argument("--strategy", default="spot_mean", help="spot_mean (default), nearest_spot or transport")
     align.add_argument("--device", help="JAX device for moscot: cpu or gpu (default: the GPU if JAX sees one)")
+    align.add_argument(
+        "--msi-scale",
+        default="log1p",
+        choices=["log1p", "linear"],
+        help="MSI values in pairs.h5mu: log1p of the intensities (default; what the model fits best) or the intensities",
+    )
     _output(align)
 
     train = sub.add_parser("train", help="train the PoE-VAE on paired sections")

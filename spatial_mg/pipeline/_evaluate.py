@@ -9,10 +9,19 @@ from scipy.stats import pearsonr, spearmanr
 
 
 def summarise(pred: ad.AnnData, truth: ad.AnnData) -> tuple[dict[str, float], pd.DataFrame]:
-    """Median per-feature Pearson/Spearman and the flattened (all values) ones, plus the table."""
+    """Median per-feature Pearson/Spearman and the flattened (all values) ones, plus the table.
+
+    A feature predicted as one constant value (the per-metabolite mean baseline) has no
+    defined correlation; it scores 0 here, what a map without any pattern is worth, so that
+    medians compare methods instead of turning NaN.
+    """
     from ..metrics import feature_correlation
 
     table = feature_correlation(pred, truth)
+    values = pred[:, list(table.index)].X
+    values = np.asarray(values.toarray() if hasattr(values, "toarray") else values, dtype=float)
+    flat = np.ptp(values, axis=0) == 0
+    table.loc[flat, ["pearson", "spearman"]] = table.loc[flat, ["pearson", "spearman"]].fillna(0.0)
     truth = truth[pred.obs_names, list(table.index)]
     p = np.asarray(pred[:, list(table.index)].X, dtype=float).ravel()
     t = np.asarray(truth.X.toarray() if hasattr(truth.X, "toarray") else truth.X, dtype=float).ravel()

@@ -19,7 +19,7 @@ from .._constants import SECTION_KEY, SPATIAL_KEY, STD_LAYER, VISIUM_SPOT_RADIUS
 from .._validation import existing_dir, existing_file
 from ._evaluate import summarise
 from ._outputs import OutputFolder
-from ._sections import SectionFiles, read_section
+from ._sections import SectionFiles, log_msi, read_section
 
 
 def align_step(args: Namespace) -> None:
@@ -41,6 +41,8 @@ def align_step(args: Namespace) -> None:
     else:
         reg = align.register(section.rna, section.msi, device=args.device)
     pairs = align.pair(section.rna, section.msi, reg, strategy=args.strategy)
+    if args.msi_scale == "log1p":
+        pairs = log_msi(pairs)
     with atomic_file(folder.file("pairs.h5mu")) as tmp:
         pairs.write(tmp.with_suffix(".h5mu"))
         tmp.with_suffix(".h5mu").replace(tmp)
