@@ -1,0 +1,428 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 2. Predict metabolite maps for a section that has RNA only
+#
+# MALDI-MSI is slow and destroys the section, so most studies will have many more Visium
+# sections than MSI images. If the metabolites of a tissue follow its cell states, then a
+# model that has seen both modalities on a few paired sections can predict the metabolite
+# maps of the sections that only have RNA, and say how sure it is.
+#
+# Here we:
+#
+# 1. read, register and pair three serial sections (the steps of
+#    [tutorial 1](01_align_str_msi.ipynb));
+# 2. train the Product-of-Experts VAE (PoE-VAE) on the paired spots of the first two;
+# 3. predict the third section's metabolites from its RNA alone, with a predictive
+#    standard deviation;
+# 4. score the prediction against the MSI that was in fact measured on that section, next
+#    to simple baselines (mean, ridge regression, k nearest neighbours, optimal transport);
+# 5. ask which metabolites are predictable, by comparing each one's correlation with the
+#    spatial structure of its measured map (Moran's I).
+#
+# The third section's MSI is used for scoring only: the model never sees it.
+
+# %%
+import os
+import warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm in a notebook without ipywidgets
+warnings.filterwarnings("ignore", message=".*zarr v3 autosharding.*")
+warnings.filterwarnings("ignore", message=".*non-interactive.*")  # plt.show() when run as a script
+warnings.filterwarnings("ignore", category=FutureWarning, module="mudata")
+warnings.filterwarnings("ignore", category=SyntaxWarning, module="docrep")  # squidpy's docstrings
+
+import anndata as ad
+import matplotlib.pyplot as plt
+import mudata as md
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+import spatial_mg as smg
+from spatial_mg import baselines
+
+plt.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80})
+
+# %% tags=["parameters"]
+SMOKE = os.environ.get("SPATIAL_MG_SMOKE", "0") not in ("", "0")
+DATA_DIR = os.environ.get("SPATIAL_MG_TUTORIAL_DATA") or None  # an unpacked SMA dataset; None: synthetic
+OUT = Path(os.environ.get("SPATIAL_MG_TUTORIAL_OUT", "tutorial_outputs")) / "02_predict_metabolites_rna_only"
+SMA_PIXEL_SIZE_UM = 100.0  # MALDI raster step of an SMA csv export (a csv records none)
+N_REAL_SECTIONS = 3  # real data: the first sections with MSI; the last of them plays the RNA-only one
+MAX_EPOCHS = 5 if SMOKE else None  # None: the model's default schedule, with early stopping
+OUT.mkdir(parents=True, exist_ok=True)
+print(f"smoke mode: {SMOKE}; data: {DATA_DIR or 'synthetic'}; results in {OUT}")
+
+# %% [markdown]
+# ## Three serial sections
+#
+# The synthetic dataset has the size of the `spatial-mg demo` run: three serial sections of
+# one tissue, each with Visium and MSI, each moved, turned and slightly deformed, with its
+# own sequencing depth and batch effect. The metabolites depend nonlinearly on the cell
+# states under each spot, plus a smooth field that RNA cannot explain, so no model can
+# reach a perfect correlation. With `SPATIAL_MG_TUTORIAL_DATA` set, the sections of the
+# downloaded SMA dataset are used instead (the first `N_REAL_SECTIONS` that have MSI); the
+# last one plays the RNA-only section.
+
+# %%
+if DATA_DIR is None:
+    data = smg.datasets.synthetic_vicari(
+        n_sections=3,
+        n_spots=150 if SMOKE else 700,
+        n_genes=120 if SMOKE else 300,
+        n_metabolites=12 if SMOKE else 30,
+        msi_pitch_um=90.0 if SMOKE else 75.0,
+        seed=0,
+    )
+    written = data.write(OUT / "raw", overwrite=True)
+    files = {s.name: (written[s.name]["visium"], written[s.name]["imzml"]) for s in data.sections}
+    peaks = pd.read_csv(written["peaks"]["csv"])["mz"].to_numpy()
+else:
+    from spatial_mg.datasets import sma_sections  # the real-data loader, needed on this branch only
+
+    with_msi = [f for f in sma_sections(DATA_DIR) if f.msi is not None]  # sorted by name
+    files = {f.name: (f.visium, f.msi) for f in with_msi[:N_REAL_SECTIONS]}
+    peak_file = Path(DATA_DIR) / "peaks.csv"
+    peaks = pd.read_csv(peak_file)["mz"].to_numpy() if peak_file.is_file() else None
+names = list(files)
+train_names, test_name = names[:-1], names[-1]
+print(f"training sections: {train_names}; RNA-only section: {test_name}")
+
+# %% [markdown]
+# ## Read, register and pair every section
+#
+# The same three calls as in tutorial 1, once per section. The QC figures of all sections
+# are drawn side by side below; look at each before going on, since a badly registered
+# training section would teach the model wrong pairs.
+#
+# MSI intensities spread over orders of magnitude, roughly log-normally, so we keep the
+# intensities in a layer and work with `log1p(intensity)` from here on: the Gaussian
+# likelihood of the model (and the linear baselines) fit the logarithm far better, and
+# predictions and scores are on that scale too (`spatial-mg align` does the same).
+
+# %%
+def read_msi(path):
+    if Path(path).suffix.lower() == ".csv":
+        return smg.io.read_sma_csv(path, pixel_size_um=SMA_PIXEL_SIZE_UM)
+    return smg.io.read_imzml(path, mz_bins=peaks, ppm=10.0)
+
+
+rna, msi, reg, pairs = {}, {}, {}, {}
+for name, (visium_dir, msi_file) in files.items():
+    rna[name] = smg.io.read_visium(visium_dir)
+    msi[name] = read_msi(msi_file)
+    reg[name] = smg.align.register(rna[name], msi[name])
+    pairs[name] = smg.align.pair(rna[name], msi[name], reg[name])
+    # MSI intensities are roughly log-normal: model and score log1p(intensity)
+    pairs[name]["msi"].layers["intensity"] = pairs[name]["msi"].X.copy()
+    pairs[name]["msi"].X = np.log1p(pairs[name]["msi"].X)
+
+qc = pd.DataFrame(
+    {
+        n: {
+            "spots": rna[n].n_obs,
+            "paired spots": pairs[n].n_obs,
+            "confidence": reg[n].qc.confidence,
+            "matched fraction": round(reg[n].qc.matched_fraction, 3),
+            "scale": round(reg[n].qc.scale, 3),
+        }
+        for n in names
+    }
+).T
+if DATA_DIR is None:  # the synthetic truth tells us the registration error too
+    for n in names:
+        xy = np.asarray(msi[n].obsm["spatial"], dtype=float)
+        truth = xy @ data[n].affine[:2, :2].T + data[n].affine[:2, 2]
+        qc.loc[n, "error (um, median)"] = round(float(np.median(np.linalg.norm(reg[n].transform(xy) - truth, axis=1))), 1)
+qc
+
+# %%
+fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 5.5), layout="constrained")
+for ax, n in zip(np.atleast_1d(axes), names):
+    smg.pl.registration(rna[n], msi[n], reg[n], ax=ax)
+    ax.set_title(f"{n}\n" + ax.get_title(), fontsize=8)
+plt.show()
+
+# %% [markdown]
+# A `low` confidence comes with a reason (printed under its panel); on a small tissue the
+# outline can be nearly symmetric, so a turned pose fits almost as well as the right one.
+# On your own data, fix such a section with landmarks
+# (`smg.align.register(rna, msi, method="landmarks", landmarks=...)`) before pairing.
+
+# %% [markdown]
+# ## Train the PoE-VAE on the paired sections
+#
+# The paired spots of the training sections are stacked into one MuData (the spot names
+# are prefixed with their section, since barcodes repeat between Visium slides). The model
+# reads raw UMI counts with a negative-binomial likelihood and MSI intensities with a
+# Gaussian one (standardised per metabolite inside the model). Each modality has its own
+# encoder; the joint posterior over the 16-dimensional latent is the product of the
+# encoders' Gaussian "experts". During training, some spots show their encoders only one
+# of their modalities, which teaches the RNA expert to stand on its own: exactly what
+# prediction from RNA alone needs.
+
+# %%
+def stack(sections):
+    """One MuData of several sections' pairs, spot names prefixed with the section."""
+    mods = {}
+    for name in sections:
+        for mod in ("rna", "msi"):
+            part = pairs[name][mod].copy()
+            part.obs_names = [f"{name}:{b}" for b in part.obs_names]
+            part.obs["section"] = name
+            mods.setdefault(mod, []).append(part)
+    return md.MuData({mod: ad.concat(parts, merge="same") for mod, parts in mods.items()})
+
+
+train = stack(train_names)
+smg.PoEVAE.setup_mudata(train, modalities={"rna": "nb", "msi": "gaussian"})
+model = smg.PoEVAE(train, n_latent=16, seed=0)
+model.train(max_epochs=MAX_EPOCHS, progress_bar=False)
+print(model)
+print(f"trained on {train.n_obs} paired spots for {len(model.history)} epochs")
+
+# %% [markdown]
+# The loss per spot on the training spots and on the 10 % held out for validation.
+# Training stops when the validation loss has not improved for 20 epochs and keeps the
+# weights of the best epoch. A validation curve that rises while the training one keeps
+# falling would mean overfitting; both flattening together means the model has learnt what
+# these data can teach it.
+
+# %%
+history = model.history
+fig, ax = plt.subplots(figsize=(5.5, 3.5))
+for column in ("train_loss", "val_loss"):
+    if column in history:
+        ax.plot(history.index, history[column], label=column.replace("_", " "))
+ax.set_xlabel("epoch")
+ax.set_ylabel("negative ELBO per spot")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# The model is saved as a folder (weights plus the registry of what it was trained on:
+# modalities, features, likelihoods) and loaded back, as you would on another day or
+# machine. The training data are not saved with it.
+
+# %%
+model.save(OUT / "model", overwrite=True)
+model = smg.PoEVAE.load(OUT / "model")
+print(model)
+
+# %% [markdown]
+# ## Predict the RNA-only section
+#
+# For the held-out section we read only the Visium output: every in-tissue spot, whether
+# the MSI covered it or not. `predict` encodes each spot's RNA, draws latents from that
+# posterior and averages the decoded metabolites; `X` holds the predictive mean (in the
+# units trained on) and `layers["std"]` the predictive standard deviation, which includes
+# both the model's uncertainty about the spot and the measurement noise it has learnt.
+
+# %%
+test_rna = smg.io.read_visium(files[test_name][0])
+pred = model.predict(test_rna, target="msi", return_std=True)
+pred.obsm["spatial"] = test_rna.obsm["spatial"]
+pred.write_h5ad(OUT / f"{test_name}_predicted.h5ad")
+print(pred)
+
+# %% [markdown]
+# ## Baselines
+#
+# A prediction is only as good as what it beats. Each baseline learns from the same paired
+# training spots:
+#
+# - **mean**: every spot gets the training average, a flat map whose correlation is
+#   undefined (NaN): the answer of a model that learnt nothing, and a reminder that a
+#   correlation scores the shape of a map, not its level;
+# - **ridge**: ridge regression on 50 principal components of log-normalised RNA;
+# - **knn15**: the average of the 15 training spots nearest in that PCA space;
+# - **moscot**: optimal transport of the test spots onto the training spots by their
+#   expression, each test spot taking the transported metabolites.
+
+# %%
+train_rna, train_msi = train["rna"], train["msi"]
+predictions = {
+    "poe_vae": pred,
+    "mean": baselines.predict_mean(train_msi, test_rna),
+    "ridge": baselines.predict_ridge(train_rna, train_msi, test_rna),
+    "knn15": baselines.predict_knn(train_rna, train_msi, test_rna, k=15),
+    "moscot": baselines.predict_moscot(train_rna, train_msi, test_rna),
+}
+for p in predictions.values():
+    p.obsm["spatial"] = test_rna.obsm["spatial"]
+
+# %% [markdown]
+# ## Score against the measured MSI
+#
+# The test section's MSI was measured after all, so we score each method at the spots
+# that the registration paired with MSI pixels: per metabolite, the Pearson correlation
+# (linear agreement) and the Spearman correlation (agreement of ranks, robust to a few
+# bright spots) between predicted and measured intensities across spots. The summary is
+# the median over metabolites. A correlation says whether the map has the right shape;
+# it ignores the overall level, which varies between MSI runs anyway.
+
+# %%
+measured = pairs[test_name]["msi"]
+spots = measured.obs_names
+tables = {m: smg.metrics.feature_correlation(p[spots], measured) for m, p in predictions.items()}
+summary = pd.DataFrame({m: t.median() for m, t in tables.items()}).T.round(3)
+summary.columns = ["median Pearson", "median Spearman"]
+summary
+
+# %%
+poe = summary.loc["poe_vae", "median Pearson"]
+others = summary.drop(index=["poe_vae", "mean"])["median Pearson"]
+best = others.idxmax()
+print(f"PoE-VAE median Pearson {poe:.3f}; best baseline {best} {others[best]:.3f}.")
+if poe > others[best]:
+    print(f"On this run the PoE-VAE is ahead of every baseline, by {poe - others[best]:.3f}.")
+else:
+    ahead = list(others.index[others < poe])
+    print(f"On this run the PoE-VAE does not beat {best}" + (f"; it is ahead of {', '.join(ahead)}." if ahead else "."))
+wins = {m: float((tables["poe_vae"]["pearson"] > tables[m]["pearson"]).mean()) for m in others.index}
+print("share of metabolites where the PoE-VAE correlates better:", {m: f"{w:.0%}" for m, w in wins.items()})
+
+# %% [markdown]
+# How to read this: differences of a few hundredths between methods can come and go with
+# another random seed or another section; a gap of a tenth or more is worth taking seriously. If
+# ridge or kNN is level with the PoE-VAE, the relation between RNA and metabolites in these
+# data is close to what a linear map of the main expression axes captures; the VAE's
+# advantages then lie elsewhere (it uses raw counts, gives an uncertainty, works from any
+# subset of modalities), not in the median correlation.
+#
+# With synthetic data we can also score against the noise-free truth, the metabolite
+# means the generator drew the pixels from. The measured MSI is noisy, so a method
+# usually scores higher against the truth; the gap shows how much of the remaining disagreement
+# is measurement noise rather than model error.
+
+# %%
+if DATA_DIR is None:
+    truth = data[test_name].metabolite_means.copy()
+    truth.X = np.log1p(truth.X)  # on the scale of the pairs
+    vs_truth = {m: smg.metrics.feature_correlation(p[spots], truth).median() for m, p in predictions.items()}
+    both = summary[["median Pearson"]].rename(columns={"median Pearson": "vs measured"})
+    both["vs noise-free truth"] = pd.DataFrame(vs_truth).T["pearson"].round(3)
+    print(both.to_string())
+
+# %% [markdown]
+# ## Look at the maps
+#
+# Three metabolites, chosen by the PoE-VAE's Pearson correlation: the best, the median and
+# the worst. Each row shows the measured map, the predicted map (on the same colour scale)
+# and the predictive standard deviation. Read the std column as "where the model is
+# unsure": high values should fall where the prediction is off, or where the spot's RNA
+# is unlike anything in the training sections.
+
+# %%
+table = tables["poe_vae"].dropna().sort_values("pearson", ascending=False)
+picks = [table.index[0], table.index[len(table) // 2], table.index[-1]]
+print(table.loc[picks].round(3).assign(rank=["best", "median", "worst"]).to_string())
+fig = smg.pl.metabolite_maps(pred[spots], measured, picks, panel_size=2.8)
+fig.savefig(OUT / f"{test_name}_maps.png", bbox_inches="tight")
+plt.show()
+
+# %% [markdown]
+# ## Is the uncertainty honest?
+#
+# If the predictive standard deviation means what it says, about 95 % of the measured
+# values should lie within two standard deviations of the predicted mean, and spots with a
+# larger std should tend to have a larger error. Coverage well below 95 % means the model
+# is overconfident; far above means its intervals are too wide to be useful.
+
+# %%
+def dense(x):
+    return x.toarray() if hasattr(x, "toarray") else np.asarray(x)
+
+
+mean = dense(pred[spots].X)
+std = dense(pred[spots].layers["std"])
+observed = dense(measured[:, pred.var_names].X)
+coverage = float(np.mean(np.abs(observed - mean) <= 2 * std))
+rho = [spearmanr(std[:, j], np.abs(observed - mean)[:, j])[0] for j in range(mean.shape[1])]
+print(f"measured values within 2 std of the prediction: {coverage:.1%} (95 % expected)")
+print(f"median Spearman correlation between std and absolute error, per metabolite: {np.nanmedian(rho):.2f}")
+
+# %% [markdown]
+# ## Which metabolites can be predicted? Moran's I
+#
+# Moran's I measures how smooth a measured map is: near 1 when neighbouring spots are
+# alike, near 0 when the map is pixel-to-pixel noise. A noisy map cannot be predicted by
+# any method, because there is nothing spatial to predict; a smooth map can be, if what
+# shapes it also shows in the RNA. Plotting each metabolite's correlation against the
+# Moran's I of its measured map separates "there was nothing to learn" (low I, low
+# correlation) from "structured, but not by anything the RNA shows" (high I, low
+# correlation).
+
+# %%
+table = pd.concat({m: t["pearson"] for m, t in tables.items()}, axis=1).add_suffix("_pearson")
+table.insert(0, "morans_i", smg.metrics.morans_i(measured).reindex(table.index))
+table.insert(1, "mz", measured.var["mz"].reindex(table.index))
+table.to_csv(OUT / f"{test_name}_metabolites.csv")
+rho_i, _ = spearmanr(table["morans_i"], table["poe_vae_pearson"], nan_policy="omit")
+print(f"Spearman rho between Moran's I and the PoE-VAE's Pearson: {rho_i:.2f} over {len(table)} metabolites")
+if rho_i > 0.3:
+    print("here, the more spatially structured a metabolite, the better it is predicted")
+elif rho_i < -0.3:
+    print("here, the smoothest maps are among the worst predicted: their structure is not in the RNA")
+else:
+    print("here, spatial structure alone does not tell which metabolites are predictable")
+
+fig, ax = plt.subplots(figsize=(5, 4))
+ax.scatter(table["morans_i"], table["poe_vae_pearson"], s=16, label="PoE-VAE")
+ax.scatter(table["morans_i"], table["ridge_pearson"], s=10, marker="x", color="0.5", label="ridge")
+ax.set_xlabel("Moran's I of the measured map")
+ax.set_ylabel("Pearson, prediction vs measured")
+ax.set_title(f"{test_name}: Spearman rho = {rho_i:.2f} (PoE-VAE)", fontsize=10)
+ax.legend()
+plt.show()
+columns = ["morans_i", "poe_vae_pearson", "ridge_pearson", "knn15_pearson", "moscot_pearson"]
+print(table[columns].round(3).sort_values("morans_i", ascending=False).head(10).to_string())
+
+# %% [markdown]
+# Which way rho goes depends on the tissue. Where smooth maps follow the cell types, it is
+# positive and the low scores belong to noisy maps, which say little about the model.
+# Metabolites with a high Moran's I but a low correlation are the interesting failures:
+# something other than the cell states shapes them (a gradient of supply, a diffusing
+# drug, a section artefact). The synthetic tissue is built with such a part on purpose:
+# each metabolite mixes a cell-state signal with a smooth field that RNA cannot explain,
+# so a map can be smooth and still unpredictable from RNA.
+#
+# With synthetic data we know each metabolite's mix: the generator records the share of
+# its spatial variation that comes from cell states (`state_fraction`). If the model
+# learns what RNA can tell, its correlation should rise with that share, whatever the
+# Moran's I.
+
+# %%
+if DATA_DIR is None:
+    state_fraction = data[test_name].metabolite_means.var["state_fraction"].reindex(table.index)
+    for method in ("poe_vae", "ridge"):
+        rho_s, _ = spearmanr(state_fraction, table[f"{method}_pearson"], nan_policy="omit")
+        print(f"Spearman rho between state_fraction and the {method} Pearson: {rho_s:.2f}")
+
+# %% [markdown]
+# ## What you have now
+#
+# In the output folder: the trained model (`model/`), the predicted metabolites of the
+# RNA-only section with their std (`<section>_predicted.h5ad`, spot coordinates in
+# `obsm["spatial"]`), the per-metabolite table of correlations and Moran's I
+# (`<section>_metabolites.csv`) and the map figure. From the shell the same runs as
+# `spatial-mg train`, `spatial-mg predict` and `spatial-mg evaluate`.
+#
+# [Tutorial 3](03_mosaic_integration_and_query.ipynb) uses the same model for
+# Multigrate's general jobs: integrating a mosaic of RNA, ATAC and protein samples,
+# mapping new samples onto a reference, and imputing missing modalities.
