@@ -99,7 +99,7 @@ def pairing_truth(mdata, msi, reg, affine_true, rna) -> dict:
 
 def run_synthetic(args) -> None:
     import spatial_mg as smg
-    from spatial_mg.align._procrustes import apply_affine, decompose
+    from spatial_mg.align._procrustes import decompose
 
     rows = []
     for seed in _seeds(args.seeds):
@@ -115,7 +115,7 @@ def run_synthetic(args) -> None:
             mdata = smg.align.pair(s.rna, s.msi, reg)
         tissue = s.msi.obs["in_tissue"].to_numpy(bool)
         pts = np.asarray(s.msi.obsm["spatial"], float)[tissue]
-        err = np.linalg.norm(reg.transform(pts) - apply_affine(s.affine, pts), axis=1)
+        err = reg.distance_to(s.affine, pts)
         true = decompose(s.affine)
         rows.append(
             {
@@ -191,7 +191,7 @@ def run_real(args) -> None:
     reg = smg.align.register(rna, msi, device=args.device)
     seconds = time.perf_counter() - start
     pts = msi.obsm["spatial"]
-    dist = np.linalg.norm(reg.transform(pts) - apply_affine(landmark_fit, pts), axis=1)
+    dist = reg.distance_to(landmark_fit, pts)
     resid = np.linalg.norm(reg.transform(msi_marks) - rna_marks, axis=1)
     _emit(
         "real",

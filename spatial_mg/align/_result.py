@@ -97,6 +97,12 @@ class RegistrationResult:
         """Map MSI micrometres (n x 2) to STR micrometres."""
         return apply_affine(self.affine, points)
 
+    def distance_to(self, affine: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Per point, how far apart (um) this registration and ``affine`` (3 x 3, MSI um ->
+        STR um: a known truth, a landmark fit) put the MSI points ``points`` (n x 2, um)."""
+        points = np.asarray(points, dtype=float)
+        return np.linalg.norm(self.transform(points) - apply_affine(np.asarray(affine, dtype=float), points), axis=1)
+
     def inverse_transform(self, points: np.ndarray) -> np.ndarray:
         """Map STR micrometres (n x 2) back to MSI micrometres."""
         return apply_affine(np.linalg.inv(self.affine), points)

@@ -69,7 +69,7 @@ def to_spatialdata(
     import geopandas as gpd
     import spatialdata as sd
     from shapely import box
-    from spatialdata.models import Image2DModel, ShapesModel, TableModel
+    from spatialdata.models import Image2DModel, ShapesModel
     from spatialdata.transformations import Affine, Identity
 
     if pixels_as not in ("squares", "circles"):
@@ -84,26 +84,18 @@ def to_spatialdata(
     registration = Affine(reg.affine, input_axes=("x", "y"), output_axes=("x", "y"))
     msi_transforms = {GLOBAL: registration, MSI_FRAME: Identity()}
 
-    spots = gpd.GeoDataFrame(
-        {"radius": np.full(rna.n_obs, radius)},
-        geometry=gpd.points_from_xy(rna_um[:, 0], rna_um[:, 1]),
-        index=pd.RangeIndex(rna.n_obs),
-    )
-    spots = ShapesModel.parse(spots, transformations={GLOBAL: Identity()})
+    spots = circles(rna_um, radius, {GLOBAL: Identity()})
     half = pixel_um / 2
     if pixels_as == "squares":
         geometry = box(msi_um[:, 0] - half, msi_um[:, 1] - half, msi_um[:, 0] + half, msi_um[:, 1] + half)
-        pixels = gpd.GeoDataFrame(geometry=geometry, index=pd.RangeIndex(msi.n_obs))
-    else:
-        pixels = gpd.GeoDataFrame(
-            {"radius": np.full(msi.n_obs, half)},
-            geometry=gpd.points_from_xy(msi_um[:, 0], msi_um[:, 1]),
-            index=pd.RangeIndex(msi.n_obs),
+        pixels = ShapesModel.parse(
+            gpd.GeoDataFrame(geometry=geometry, index=pd.RangeIndex(msi.n_obs)), transformations=msi_transforms
         )
-    pixels = ShapesModel.parse(pixels, transformations=msi_transforms)
+    else:
+        pixels = circles(msi_um, half, msi_transforms)
 
-    rna_table = _table(rna, SPOTS, TableModel)
-    msi_table = _table(msi, PIXELS, TableModel)
+    rna_table = annotating_table(rna, SPOTS)
+    msi_table = annotating_table(msi, PIXELS)
     if reg.msi_tissue is not None:
         msi_table.obs["on_tissue"] = np.asarray(reg.msi_tissue, dtype=bool)
     msi_table.uns["registration"] = reg.to_json()
@@ -141,8 +133,23 @@ def to_spatialdata(
         )
 
 
-def _table(adata: ad.AnnData, region: str, model) -> ad.AnnData:
+def circles(xy: np.ndarray, radius: float, transformations: dict):
+    """Points of one radius (um) as spatialdata circles, row ``i`` with index ``i``."""
+    import geopandas as gpd
+    from spatialdata.models import ShapesModel
+
+    frame = gpd.GeoDataFrame(
+        {"radius": np.full(len(xy), float(radius))},
+        geometry=gpd.points_from_xy(xy[:, 0], xy[:, 1]),
+        index=pd.RangeIndex(len(xy)),
+    )
+    return ShapesModel.parse(frame, transformations=transformations)
+
+
+def annotating_table(adata: ad.AnnData, region: str) -> ad.AnnData:
     """A copy of ``adata`` annotating the shapes ``region`` row by row (obs names kept)."""
+    from spatialdata.models import TableModel
+
     table = adata.copy()
     table.obs[REGION_KEY] = pd.Categorical([region] * table.n_obs)
     table.obs[INSTANCE_KEY] = np.arange(table.n_obs)
@@ -151,7 +158,7 @@ def _table(adata: ad.AnnData, region: str, model) -> ad.AnnData:
         import json
 
         table.uns[UNS_KEY] = json.dumps(table.uns[UNS_KEY], default=str)
-    return model.parse(table, region=region, region_key=REGION_KEY, instance_key=INSTANCE_KEY)
+    return TableModel.parse(table, region=region, region_key=REGION_KEY, instance_key=INSTANCE_KEY)
 
 
 def _grid_size(msi: ad.AnnData) -> int:

@@ -130,24 +130,18 @@ def stack_mudata(by_section: dict[str, md.MuData]) -> md.MuData:
 
 def predictions_spatialdata(pred: ad.AnnData, radius_um: float = VISIUM_SPOT_RADIUS_UM):
     """SpatialData with the spots as circles and the predictions (mean, std layer) as their table."""
-    import geopandas as gpd
     import spatialdata as sd
-    from spatialdata.models import ShapesModel, TableModel
     from spatialdata.transformations import Identity
 
+    from ..align._spatialdata import GLOBAL, annotating_table, circles
+
     xy = np.asarray(pred.obsm[SPATIAL_KEY], dtype=np.float64)
-    spots = gpd.GeoDataFrame(
-        {"radius": np.full(len(xy), radius_um)}, geometry=gpd.points_from_xy(xy[:, 0], xy[:, 1]),
-        index=pd.RangeIndex(len(xy)),
-    )
     table = ad.AnnData(X=np.asarray(pred.X), obs=pd.DataFrame(index=pred.obs_names), var=pred.var[[]].copy(),
                        layers={k: np.asarray(v) for k, v in pred.layers.items()})
-    table.obs["region"] = pd.Categorical(["spots"] * table.n_obs)
-    table.obs["instance_id"] = np.arange(table.n_obs)
     table.obsm[SPATIAL_KEY] = xy
     return sd.SpatialData(
-        shapes={"spots": ShapesModel.parse(spots, transformations={"global": Identity()})},
-        tables={"table": TableModel.parse(table, region="spots", region_key="region", instance_key="instance_id")},
+        shapes={"spots": circles(xy, radius_um, {GLOBAL: Identity()})},
+        tables={"table": annotating_table(table, "spots")},
     )
 
 

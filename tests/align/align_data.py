@@ -8,7 +8,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from spatial_mg.align._procrustes import apply_affine, similarity
+from spatial_mg.align._procrustes import apply_affine
 
 
 def hex_spots(n_rows: int, n_cols: int, pitch: float = 100.0) -> np.ndarray:
@@ -64,8 +64,7 @@ def make_pair(affine: np.ndarray, *, pitch: float = 75.0, radius: float = 1200.0
 
 def median_error(reg, msi, affine) -> float:
     tissue = msi.obs["in_tissue"].to_numpy(bool)
-    pts = np.asarray(msi.obsm["spatial"], float)[tissue]
-    return float(np.median(np.linalg.norm(reg.transform(pts) - apply_affine(affine, pts), axis=1)))
+    return float(np.median(reg.distance_to(affine, np.asarray(msi.obsm["spatial"], float)[tissue])))
 
 
 SMA = Path(__file__).resolve().parents[1] / "data" / "sma_V11L12-038_D1_geometry"

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from spatial_mg.align import register
-from spatial_mg.align._procrustes import apply_affine, similarity
+from spatial_mg.align._procrustes import apply_affine
 
 from align_data import median_error
 

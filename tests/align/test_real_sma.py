@@ -19,7 +19,7 @@ def sma():
     rna, msi, landmark_fit, marks = load_sma()
     reg = register(rna, msi, device="cpu", n_subsample=300)
     pts = msi.obsm["spatial"]
-    distance = np.linalg.norm(reg.transform(pts) - apply_affine(landmark_fit, pts), axis=1)
+    distance = reg.distance_to(landmark_fit, pts)
     print(f"\nreal SMA: median distance to the landmark fit {np.median(distance):.1f} um")
     return reg, landmark_fit, distance
 
