@@ -35,3 +35,13 @@ def test_baselines_recover_a_signal_in_rna(predict):
     assert min(r) > 0.7
     with pytest.raises(KeyError, match="missing"):
         predict(rna[:200], target[:200], rna[200:, 5:].copy(), n_pcs=10)
+
+
+def test_baseline_maps_carry_the_test_spot_coordinates():
+    from spatial_mg.baselines import predict_mean
+
+    rna, target = _data()
+    test = rna[200:].copy()
+    test.obsm["spatial"] = np.random.default_rng(1).uniform(0, 1000, size=(test.n_obs, 2))
+    for pred in (predict_mean(target[:200], test), predict_ridge(rna[:200], target[:200], test, n_pcs=10)):
+        assert np.array_equal(pred.obsm["spatial"], test.obsm["spatial"])

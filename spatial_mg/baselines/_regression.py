@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._constants import NORMALIZE_TARGET_SUM, UNS_KEY
+from .._constants import NORMALIZE_TARGET_SUM, SPATIAL_KEY, UNS_KEY
 
 RIDGE_ALPHAS = np.logspace(-2, 5, 15)
 
@@ -56,6 +56,8 @@ def _target(target) -> tuple[np.ndarray, pd.Index]:
 
 def _as_anndata(pred: np.ndarray, test_rna: ad.AnnData, features: pd.Index, method: str) -> ad.AnnData:
     out = ad.AnnData(pred.astype(np.float32), obs=test_rna.obs.copy(), var=pd.DataFrame(index=features))
+    if SPATIAL_KEY in test_rna.obsm:  # predicted maps draw where the spots are
+        out.obsm[SPATIAL_KEY] = np.asarray(test_rna.obsm[SPATIAL_KEY]).copy()
     out.uns[UNS_KEY] = {"prediction": {"model": method}}
     return out
 

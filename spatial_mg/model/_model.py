@@ -19,6 +19,7 @@ from .._constants import (
     MODEL_REGISTRY_FILE,
     MODEL_WEIGHTS_FILE,
     NORMALIZE_TARGET_SUM,
+    SPATIAL_KEY,
     STD_LAYER,
     UNS_KEY,
 )
@@ -493,6 +494,9 @@ class PoEVAE:
         )
         if return_std:
             out.layers[STD_LAYER] = torch.cat(stds).cpu().numpy()
+        spatial = _spatial_of(query, out.obs_names)
+        if spatial is not None:  # predicted maps draw where the spots are
+            out.obsm[SPATIAL_KEY] = spatial
         likelihood = self.registry.modalities[target].likelihood
         units = {"nb": "counts per 10,000" if normalize else "expected counts", "gaussian": "input units", "bernoulli": "probability"}
         out.uns[UNS_KEY] = {
@@ -620,6 +624,20 @@ class PoEVAE:
             host = read_data(ref_data, query_registry, what="reference data", require_all=False).concat(host)
         model = cls.__new__(cls)
         return model._assemble(query_registry, module, kwargs, ref.seed, host, query_mdata, frozen=not query_in_train)
+
+
+def _spatial_of(query, names: pd.Index) -> np.ndarray | None:
+    """The query's ``obsm["spatial"]`` rows of cells ``names`` (from the MuData or any of its
+    modalities), or None where the query has no coordinates for all of them."""
+    sources = [query, *getattr(query, "mod", {}).values()]
+    for source in sources:
+        obsm = getattr(source, "obsm", None)
+        if obsm is None or SPATIAL_KEY not in obsm or not source.obs_names.is_unique:
+            continue
+        rows = source.obs_names.get_indexer(names)
+        if (rows >= 0).all():
+            return np.asarray(obsm[SPATIAL_KEY])[rows].copy()
+    return None
 
 
 def _fit_data_scales(module: PoEModule, host: HostData, registry: Registry) -> None:

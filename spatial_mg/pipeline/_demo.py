@@ -197,9 +197,7 @@ def _predict_all(model, train_mdata, section: Section) -> dict[str, ad.AnnData]:
     out["ridge"] = baselines.predict_ridge(train_rna, train_msi, rna)
     out["knn15"] = baselines.predict_knn(train_rna, train_msi, rna, k=15)
     out["moscot"] = baselines.predict_moscot(train_rna, train_msi, rna)
-    for pred in out.values():
-        pred.obsm["spatial"] = np.asarray(rna.obsm["spatial"])
-    return out
+    return out  # each carries the spots' obsm["spatial"]
 
 
 def _overlay(section: Section):

@@ -80,9 +80,7 @@ def predict_step(args: Namespace) -> None:
         model_dir = model_dir / "model"
     model = PoEVAE.load(model_dir, accelerator=args.accelerator)
     rna = read_visium(args.visium) if args.visium else ad.read_h5ad(existing_file(args.rna, "RNA h5ad"))
-    pred = model.predict(rna, target="msi", return_std=True)
-    if SPATIAL_KEY in rna.obsm:
-        pred.obsm[SPATIAL_KEY] = np.asarray(rna.obsm[SPATIAL_KEY], dtype=np.float64)
+    pred = model.predict(rna, target="msi", return_std=True)  # carries rna's obsm["spatial"]
     folder.write_h5ad("predicted.h5ad", pred)
     if SPATIAL_KEY in pred.obsm:
         with atomic_dir(folder.file("predicted.zarr"), overwrite=True) as tmp:

@@ -3,6 +3,7 @@
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
@@ -274,6 +275,19 @@ def test_predict_aligns_reordered_features_and_refuses_missing_ones(trained, mda
         trained.predict(rna[:, 2:].copy(), target="msi", modality="rna")
     with pytest.raises(KeyError, match="unknown target"):
         trained.predict(rna, target="atac")
+
+
+def test_predictions_carry_the_query_spot_coordinates(trained, mdata):
+    rna = mdata["rna"].copy()
+    rna.obsm["spatial"] = np.arange(2 * rna.n_obs, dtype=float).reshape(-1, 2)
+    pred = trained.predict(rna[::-1].copy(), target="msi", return_std=False)  # rows follow the query
+    assert np.array_equal(pred.obsm["spatial"], rna.obsm["spatial"][::-1])
+    both = mdata.copy()
+    both.mod["rna"].obsm["spatial"] = rna.obsm["spatial"]
+    pred = trained.predict(both, target="msi", return_std=False)
+    expected = pd.DataFrame(rna.obsm["spatial"], index=rna.obs_names).loc[pred.obs_names].to_numpy()
+    assert np.array_equal(pred.obsm["spatial"], expected)
+    assert "spatial" not in trained.predict(mdata["rna"], target="msi", return_std=False).obsm
 
 
 def test_unseen_category_needs_query_mapping(mdata):
