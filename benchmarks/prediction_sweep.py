@@ -34,6 +34,9 @@ SETTINGS = {
     "kl05": ({"modality_dropout": 0.25}, dict(_BASE, kl_weight=0.5)),
     "md50": ({"modality_dropout": 0.5}, dict(_BASE, kl_weight=1.0)),
     "md50_kl05": ({"modality_dropout": 0.5}, dict(_BASE, kl_weight=0.5)),  # the defaults since 3aec7b8
+    "md50_kl05_mmd10": ({"modality_dropout": 0.5, "modality_mmd_weight": 10.0}, dict(_BASE, kl_weight=0.5)),
+    "md50_kl05_mmd100": ({"modality_dropout": 0.5, "modality_mmd_weight": 100.0}, dict(_BASE, kl_weight=0.5)),
+    "md50_kl05_plateau": ({"modality_dropout": 0.5}, dict(_BASE, kl_weight=0.5, lr_patience=8)),
     "md50_drop0": ({"modality_dropout": 0.5, "dropout_rate": 0.0}, dict(_BASE, kl_weight=1.0)),
     "md50_lat32": ({"modality_dropout": 0.5, "n_latent": 32}, dict(_BASE, kl_weight=1.0)),
     "md75": ({"modality_dropout": 0.75}, dict(_BASE, kl_weight=1.0)),

@@ -218,6 +218,8 @@ class PoEVAE:
         early_stopping: bool = True,
         patience: int = 20,
         min_delta: float = 0.0,
+        lr_patience: int | None = None,
+        lr_factor: float = 0.5,
         gradient_clip: float | None = 10.0,
         kl_warmup_epochs: int | None = None,
         kl_weight: float = 0.5,
@@ -249,6 +251,10 @@ class PoEVAE:
             Stop when the validation loss (training loss without validation) has not
             improved by ``min_delta`` in ``patience`` epochs after warm-up; the weights
             of the best epoch are restored.
+        lr_patience, lr_factor
+            With ``lr_patience`` set, the learning rate is multiplied by ``lr_factor``
+            whenever the monitored loss has not improved for that many epochs (after
+            warm-up; down to 1 % of ``lr``). None: a constant learning rate.
         gradient_clip
             Maximum global gradient norm (None: no clipping).
         kl_warmup_epochs
@@ -296,6 +302,8 @@ class PoEVAE:
             early_stopping=early_stopping,
             patience=patience,
             min_delta=min_delta,
+            lr_patience=lr_patience,
+            lr_factor=lr_factor,
             gradient_clip=gradient_clip,
             kl_warmup_epochs=max_epochs // 4 if kl_warmup_epochs is None else int(kl_warmup_epochs),
             kl_weight=float(kl_weight),

@@ -32,6 +32,8 @@ class TrainingConfig:
     early_stopping: bool = True
     patience: int = 20
     min_delta: float = 0.0
+    lr_patience: int | None = None
+    lr_factor: float = 0.5
     gradient_clip: float | None = 10.0
     kl_warmup_epochs: int = 0
     kl_weight: float = 0.5
@@ -102,6 +104,11 @@ class Trainer:
         if not self.params:
             raise ValueError("the model has no trainable parameters (a query without new categories adds none)")
         self.optimizer = _adam(self.params, config)
+        self.scheduler = None
+        if config.lr_patience is not None:  # the monitored loss, once per epoch (after warm-up)
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience, min_lr=config.lr * 1e-2
+            )
         self.generator = torch.Generator(device=data.device)
         self.generator.manual_seed(config.seed)
         self.start_epoch = 0
@@ -123,6 +130,7 @@ class Trainer:
             "epochs_done": epoch,
             "module": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "history": self.history,
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state(self.data.device) if cuda else None,
@@ -138,6 +146,8 @@ class Trainer:
             raise ValueError(f"checkpoint '{path}' was written for another model or data set; use another checkpoint_dir")
         self.module.load_state_dict(ckpt["module"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scheduler is not None and ckpt.get("scheduler") is not None:
+            self.scheduler.load_state_dict(ckpt["scheduler"])
         self.history = ckpt["history"]
         torch.set_rng_state(ckpt["rng_cpu"].cpu())
         if ckpt["rng_cuda"] is not None:
@@ -189,7 +199,7 @@ class Trainer:
                 val_sums, _ = self._run(self.val_idx, cfg.eval_batch_size, cfg.kl_weight, train=False)
         keys = [("train", k) for k in train_sums] + [("val", k) for k in val_sums]
         values = torch.stack([*train_sums.values(), *val_sums.values(), *first_bad.values()]).tolist()  # the one sync
-        row = {"epoch": epoch + 1, "kl_weight": kl_weight}
+        row = {"epoch": epoch + 1, "kl_weight": kl_weight, "lr": self.optimizer.param_groups[0]["lr"]}
         n = {"train": self.train_idx.shape[0], "val": self.val_idx.shape[0]}
         for (split, k), v in zip(keys, values):
             row[f"{split}_{k}"] = v / n[split]
@@ -214,6 +224,8 @@ class Trainer:
         monitor = row.get("val_loss", row["train_loss"])
         if epoch + 1 < cfg.kl_warmup_epochs:  # the objective still changes during warm-up
             return
+        if self.scheduler is not None:
+            self.scheduler.step(monitor)
         if monitor < self.best - cfg.min_delta:
             self.best, self.wait = monitor, 0
             if cfg.early_stopping:

@@ -91,7 +91,7 @@ def _weights(model):
 
 def test_a_crash_loses_no_finished_epoch_and_resume_continues_exactly(mdata, tmp_path, monkeypatch):
     _setup(mdata)
-    kw = dict(QUICK, max_epochs=4, kl_warmup_epochs=2, patience=100)
+    kw = dict(QUICK, max_epochs=4, kl_warmup_epochs=2, patience=100, lr_patience=0)
     straight = PoEVAE(mdata, **SMALL)
     straight.train(**kw)
 
@@ -117,6 +117,17 @@ def test_a_crash_loses_no_finished_epoch_and_resume_continues_exactly(mdata, tmp
     assert all(torch.equal(a[k], b[k]) for k in a)
     drop = ["seconds"]
     assert resumed.history.drop(columns=drop).equals(straight.history.drop(columns=drop))
+
+
+def test_learning_rate_drops_on_plateau_only_when_asked(mdata):
+    _setup(mdata)
+    constant = PoEVAE(mdata, **SMALL).train(**dict(QUICK, max_epochs=12, kl_warmup_epochs=0))
+    assert (constant.history["lr"] == 3e-3).all()
+    # lr_patience=0: every epoch that does not beat the best so far halves the rate
+    decayed = PoEVAE(mdata, **SMALL).train(**dict(QUICK, max_epochs=12, kl_warmup_epochs=0, lr_patience=0, lr=0.3))
+    lr = decayed.history["lr"].to_numpy()
+    assert lr[0] == 0.3 and np.all(np.diff(lr) <= 0) and lr[-1] < 0.3 and lr[-1] >= 0.3 * 1e-2
+    assert set(np.round(lr / 0.3, 12)) <= {0.5**k for k in range(7)} | {0.01}  # halvings, floored at 1 %
 
 
 def test_resume_refuses_a_checkpoint_of_another_model(mdata, tmp_path):
