@@ -208,8 +208,6 @@ def _overlay(section: Section):
 
 
 def _figures(folder: OutputFolder, model, mdata, test: Section, pred, measured, table: pd.DataFrame) -> None:
-    import matplotlib.pyplot as plt
-    import scanpy as sc
 
     from .. import pl
 
@@ -226,19 +224,11 @@ def _figures(folder: OutputFolder, model, mdata, test: Section, pred, measured, 
     test_latent.obs[DOMAIN_KEY] = test.pairs["rna"].obs.get(DOMAIN_KEY, "unknown")
     test_latent.obsm[LATENT_KEY] = model.get_latent_representation(test.pairs["rna"])
     both = ad.concat([latent, test_latent], index_unique="-")
-    sc.pp.neighbors(both, use_rep=LATENT_KEY)
-    sc.tl.umap(both, random_state=0)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    for ax, key in zip(axes, [SECTION_KEY, DOMAIN_KEY], strict=True):
-        sc.pl.umap(both, color=key, ax=ax, show=False, title=f"latent by {key}")
-    folder.save_figure("latent_umap.png", fig)
+    folder.save_figure("latent_umap.png", pl.latent_umap(both, [SECTION_KEY, DOMAIN_KEY]))
 
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    ax.scatter(table["morans_i_measured"], table["poe_vae_pearson"], s=14)
-    ax.set_xlabel("Moran's I of the measured map")
-    ax.set_ylabel("Pearson, PoE-VAE prediction")
-    ax.set_title(f"{test.name}: predictability vs spatial structure")
-    folder.save_figure("correlation_vs_morans_i.png", fig)
+    ax = pl.correlation_vs_morans_i(table["poe_vae_pearson"], table["morans_i_measured"], label="PoE-VAE prediction")
+    ax.set_title(f"{test.name}: " + ax.get_title(), fontsize=9)
+    folder.save_figure("correlation_vs_morans_i.png", ax.figure)
 
 
 def _domains(mdata) -> pd.DataFrame:
