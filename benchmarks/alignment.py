@@ -42,7 +42,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SMA = ROOT / "tests" / "data" / "sma_V11L12-038_D1_geometry"
 
 
 def _seeds(text: str) -> list[int]:
@@ -153,33 +152,11 @@ def run_synthetic(args) -> None:
 
 
 def load_sma():
-    """The real SMA geometry as (rna, msi, landmark similarity) in micrometres."""
-    import anndata as ad
-    import pandas as pd
+    """The real SMA geometry: (rna, msi, landmark similarity, landmarks), as the tests load it."""
+    sys.path.insert(0, str(ROOT / "tests" / "align"))
+    from align_data import load_sma as load
 
-    from spatial_mg.align._procrustes import apply_affine, fit_similarity
-
-    cols = ["barcode", "in_tissue", "array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres"]
-    spots = pd.read_csv(SMA / "visium" / "spatial" / "tissue_positions_list.csv", header=None, names=cols)
-    spots = spots[spots["in_tissue"] == 1].set_index("barcode")
-    # micrometres from the array grid: neighbours in a row are two columns and 100 um apart
-    um = np.column_stack([spots["array_col"] * 50.0, spots["array_row"] * 50.0 * np.sqrt(3)])
-    rna = ad.AnnData(
-        np.zeros((len(spots), 0), np.float32), obs=spots[["in_tissue", "array_row", "array_col"]].astype(np.int64)
-    )
-    rna.obsm["spatial"] = um
-    rna.uns["spatial_mg"] = {"units": "um", "spot_radius_um": 27.5}
-    grid = pd.read_csv(SMA / "msi" / "MSI_metadata.csv").set_index("spot_id")
-    msi = ad.AnnData(np.zeros((len(grid), 0), np.float32), obs=grid[["x", "y"]].astype(np.int64))
-    msi.obsm["spatial"] = grid[["x", "y"]].to_numpy(float) * 100.0
-    msi.uns["spatial_mg"] = {"units": "um", "pixel_size_um": [100.0, 100.0]}
-    # landmarks: MSI grid <-> hires pixels -> full-resolution pixels -> array-grid micrometres
-    px = spots[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(float)
-    px_to_um = fit_similarity(px, um)
-    marks = pd.read_csv(SMA / "landmarks_noHE.csv")
-    msi_marks = marks[["X_left", "Y_left"]].to_numpy(float) * 100.0
-    rna_marks = apply_affine(px_to_um, marks[["X_right", "Y_right"]].to_numpy(float) / 0.04155585)
-    return rna, msi, fit_similarity(msi_marks, rna_marks), (msi_marks, rna_marks)
+    return load()
 
 
 def run_real(args) -> None:

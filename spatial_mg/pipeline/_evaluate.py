@@ -23,7 +23,7 @@ def summarise(pred: ad.AnnData, truth: ad.AnnData) -> tuple[dict[str, float], pd
     flat = np.ptp(values, axis=0) == 0
     table.loc[flat, ["pearson", "spearman"]] = table.loc[flat, ["pearson", "spearman"]].fillna(0.0)
     truth = truth[pred.obs_names, list(table.index)]
-    p = np.asarray(pred[:, list(table.index)].X, dtype=float).ravel()
+    p = values.ravel()
     t = np.asarray(truth.X.toarray() if hasattr(truth.X, "toarray") else truth.X, dtype=float).ravel()
     figures = {
         "median_pearson": float(np.nanmedian(table["pearson"])),
