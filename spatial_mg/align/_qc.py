@@ -17,6 +17,7 @@ SCALE_RANGE = (0.85, 1.18)  # tissue shrinks or swells a few percent between sec
 MAX_ANISOTROPY = 1.1
 MIN_MARGIN = 0.25  # a distinct alternative pose (mirror / turn) must mismatch this much more
 MAX_SPREAD = 0.3  # refits from nearby starts may end this far apart, in coarser pitches
+MAX_SLACK = 0.7  # the pose may slide this far (coarser pitches) before the outlines mismatch 20 % more
 
 
 def match_radius(msi_spacing_um: float, rna_spacing_um: float, scale: float) -> float:
@@ -96,6 +97,13 @@ def judge(
             f"the fit is loose: refits from nearby starts end up to {spread:.0f} um apart (the tissue outline where "
             "both modalities measured pins the pose only that well); pairs may be off by that much - check the "
             "overlay, or give landmarks"
+        )
+    slack = details.get("pose_slack_um")
+    if slack is not None and slack > MAX_SLACK * pitch:
+        reasons.append(
+            f"the fit is loose along one direction: the pose can slide {slack:.0f} um (a turn, scaling or shift) "
+            "before the outlines where both modalities measured mismatch 20% more, so that part of the outline "
+            "hardly pins it; pairs may be off by tens of um - check the overlay, or give landmarks"
         )
     margin = details.get("candidate_margin")
     if margin is not None and margin < MIN_MARGIN:

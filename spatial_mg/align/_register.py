@@ -16,8 +16,10 @@ Default method (``"moscot"``), in five steps:
    aligning the soft tissue masks where both modalities measured (``_refine``). Among the
    poses of plausible scale that match about as many pixels and spots as the best
    (``_agreement``), the one whose outlines then lie closest wins.
-5. QC: overlap, matched fraction, residual, the pose's scale, and how much worse the best
-   distinct alternative fits (close to the winner: a nearly symmetric tissue).
+5. QC: overlap, matched fraction, residual, the pose's scale, how much worse the best
+   distinct alternative fits (close to the winner: a nearly symmetric tissue), how far
+   refits from nearby starts end apart (``pose_spread_um``) and how far the pose can slide
+   before its outlines mismatch 20 % more (``pose_slack_um``, see ``MaskAligner.slack``).
 """
 
 from __future__ import annotations
@@ -424,6 +426,7 @@ def _register_moscot(
     if transform == "affine":
         best = aligner.refine(best, scale=scale, affine=True)
     best, info["pose_spread_um"] = _settle(aligner, best, msi_um, h, scale, transform == "affine")
+    info["pose_slack_um"] = aligner.slack(best, scale=scale)
     info["refine_seconds"] = time.perf_counter() - refine_start
     if sol is None:
         return best, None, None, None, info
