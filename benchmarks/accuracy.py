@@ -42,24 +42,34 @@ def metabolite_prediction(
     synthetic: dict | None = None,
     model: dict | None = None,
     train: dict | None = None,
+    n_models: int = 1,
 ) -> dict:
-    """Whole held-out section from RNA only: PoE-VAE vs ridge vs kNN (medians over metabolites)."""
+    """Whole held-out section from RNA only: PoE-VAE vs ridge vs kNN (medians over metabolites).
+
+    ``n_models`` > 1: ``"poevae"`` is the ensemble of that many training seeds
+    (``predict_ensemble``), and ``"poevae_single"`` the first seed's model alone.
+    """
     from spatial_mg.baselines import predict_knn, predict_ridge
     from spatial_mg.datasets import paired_truth, synthetic_vicari
     from spatial_mg.metrics import feature_correlation
-    from spatial_mg.model import PoEVAE
+    from spatial_mg.model import PoEVAE, predict_ensemble
 
     data = synthetic_vicari(n_sections=n_sections, seed=seed, **(synthetic or {}))
     train_data = paired_truth(data, sections=list(range(n_sections - 1)), seed=seed + 1)
     test = paired_truth(data, sections=[n_sections - 1], seed=seed + 2)
     t0 = time.perf_counter()
     PoEVAE.setup_mudata(train_data, modalities={"rna": "nb", "msi": "gaussian"})
-    vae = PoEVAE(train_data, seed=seed, **(model or {}))
-    vae.train(progress_bar=False, accelerator=ACCELERATOR, **{**PREDICTION_TRAIN, **(train or {})})
+    vaes = []
+    for k in range(n_models):
+        vae = PoEVAE(train_data, seed=seed + k, **(model or {}))
+        vaes.append(vae.train(progress_bar=False, accelerator=ACCELERATOR, **{**PREDICTION_TRAIN, **(train or {})}))
+    vae = vaes[0]
     seconds = time.perf_counter() - t0
     truth = test["msi"]
+    single = vae.predict(test["rna"], target="msi", return_std=False)
     predictions = {
-        "poevae": vae.predict(test["rna"], target="msi", return_std=False),
+        "poevae": single if n_models == 1 else predict_ensemble(vaes, test["rna"], target="msi", return_std=False),
+        **({"poevae_single": single} if n_models > 1 else {}),
         "ridge": predict_ridge(train_data["rna"], train_data["msi"], test["rna"]),
         "knn15": predict_knn(train_data["rna"], train_data["msi"], test["rna"], k=15),
     }
@@ -147,6 +157,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="small data, few epochs: a smoke run")
     parser.add_argument("--accelerator", default="auto", help="auto, cpu, cuda")
+    parser.add_argument("--n-models", type=int, default=1, help="metabolite prediction by an ensemble of this many seeds")
     args = parser.parse_args()
     global ACCELERATOR
     ACCELERATOR = args.accelerator
@@ -156,7 +167,7 @@ def main() -> None:
     n_cells = 60 if args.quick else 200
     t0 = time.perf_counter()
     out = {
-        "metabolite_prediction": metabolite_prediction(seed=args.seed, synthetic=small, train=train),
+        "metabolite_prediction": metabolite_prediction(seed=args.seed, synthetic=small, train=train, n_models=args.n_models),
         "mosaic_integration": mosaic_integration(seed=args.seed, n_cells_per_batch=n_cells, train=train),
         "query_mapping": query_mapping(seed=args.seed, n_cells_per_batch=n_cells, train=train),
         "save_load_predict_identical": save_load_identical(args.seed),

@@ -6,6 +6,7 @@ LATENT_KEY = "X_poe"  # obsm: joint latent of the PoE-VAE
 UNS_KEY = "spatial_mg"  # uns: provenance and units written by spatial_mg
 RAW_LAYER = "raw"  # layers: raw MSI intensities kept when X is normalised
 STD_LAYER = "std"  # layers: predictive standard deviation
+MODEL_STD_LAYER = "model_std"  # layers: spread of an ensemble's means (part of "std")
 DOMAIN_KEY = "domain"  # obs: spatial domain label (synthetic ground truth)
 SECTION_KEY = "section"  # obs: section / sample identifier
 STATE_PROPORTIONS_KEY = "cell_state_proportions"  # obsm: cell-state mixture per spot (synthetic ground truth)

@@ -4,6 +4,7 @@ Imports only numpy, scipy, pandas, torch, pyro, anndata and mudata, so a bare GP
 can train it.
 """
 
+from ._ensemble import predict_ensemble
 from ._model import PoEVAE
 
-__all__ = ["PoEVAE"]
+__all__ = ["PoEVAE", "predict_ensemble"]

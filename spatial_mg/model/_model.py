@@ -220,6 +220,7 @@ class PoEVAE:
         min_delta: float = 0.0,
         lr_patience: int | None = None,
         lr_factor: float = 0.5,
+        ema_epochs: float | None = 20.0,
         gradient_clip: float | None = 10.0,
         kl_warmup_epochs: int | None = None,
         kl_weight: float = 0.5,
@@ -255,6 +256,13 @@ class PoEVAE:
             With ``lr_patience`` set, the learning rate is multiplied by ``lr_factor``
             whenever the monitored loss has not improved for that many epochs (after
             warm-up; down to 1 % of ``lr``). None: a constant learning rate.
+        ema_epochs
+            Keep an exponential moving average of the weights (Polyak averaging) over
+            about this many epochs, and early in training over about the last tenth of
+            the steps taken, so untrained weights fade out; validation, early stopping
+            and the final weights use the average. None: the optimiser's weights. The
+            default 20 raised the median Pearson margin over the better of ridge and kNN
+            from +0.014 to +0.019 over 10 synthetic seeds (``prediction_sweep.py``).
         gradient_clip
             Maximum global gradient norm (None: no clipping).
         kl_warmup_epochs
@@ -304,6 +312,7 @@ class PoEVAE:
             min_delta=min_delta,
             lr_patience=lr_patience,
             lr_factor=lr_factor,
+            ema_epochs=None if ema_epochs is None else float(ema_epochs),
             gradient_clip=gradient_clip,
             kl_warmup_epochs=max_epochs // 4 if kl_warmup_epochs is None else int(kl_warmup_epochs),
             kl_weight=float(kl_weight),

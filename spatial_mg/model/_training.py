@@ -4,12 +4,19 @@ Per step nothing leaves the device: losses are summed into device tensors and re
 per epoch, which is also where NaN is detected, early stopping decides, and a checkpoint
 (weights, optimiser, random states, history) is written atomically, so a crash loses no
 finished epoch and :func:`fit` can resume from it exactly.
+
+With ``ema_epochs`` set, an exponential moving average of the weights (Polyak averaging)
+follows the optimiser; validation, early stopping and the weights kept are the average's.
+Why: on small data sets (a few thousand spots) the weights at any one step still wander
+with the minibatch noise, and held-out predictions of two seeds differ by more than the
+PoE's margin over ridge regression; the average smooths that wander out at no cost.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,6 +25,7 @@ import torch
 from .._atomic import atomic_file
 from .._constants import CHECKPOINT_FILE
 from ._data import DeviceData
+from ._flat import FlatParameters
 from ._module import PoEModule
 
 
@@ -34,6 +42,7 @@ class TrainingConfig:
     min_delta: float = 0.0
     lr_patience: int | None = None
     lr_factor: float = 0.5
+    ema_epochs: float | None = 20.0
     gradient_clip: float | None = 10.0
     kl_warmup_epochs: int = 0
     kl_weight: float = 0.5
@@ -100,10 +109,13 @@ class Trainer:
         self.train_idx, self.val_idx = train_idx, val_idx
         self.fingerprint = fingerprint
         self.history = list(history or [])
-        self.params = [p for p in module.parameters() if p.requires_grad]
-        if not self.params:
+        params = [p for p in module.parameters() if p.requires_grad]
+        if not params:
             raise ValueError("the model has no trainable parameters (a query without new categories adds none)")
-        self.optimizer = _adam(self.params, config)
+        self.flat = FlatParameters(params)
+        self.optimizer = _adam([self.flat.flat], config)
+        self.ema = self.flat.flat.detach().clone() if config.ema_epochs is not None else None
+        self.steps = 0  # optimiser steps taken (the average's warm-up)
         self.scheduler = None
         if config.lr_patience is not None:  # the monitored loss, once per epoch (after warm-up)
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -137,6 +149,8 @@ class Trainer:
             "generator": self.generator.get_state(),
             "early_stopping": {"best": self.best, "wait": self.wait, "stopped": self.stopped},
             "best_state": self.best_state,
+            "ema": self.ema,
+            "steps": self.steps,
             "config": asdict(self.config),
         }
 
@@ -156,6 +170,9 @@ class Trainer:
         es = ckpt["early_stopping"]
         self.best, self.wait, self.stopped = es["best"], es["wait"], es["stopped"]
         self.best_state = ckpt["best_state"]
+        if self.ema is not None:
+            self.ema.copy_(ckpt["ema"])
+        self.steps = ckpt["steps"]
         self.start_epoch = ckpt["epochs_done"]
 
     # --- epochs ------------------------------------------------------------------------
@@ -173,17 +190,46 @@ class Trainer:
             terms = self.module.loss_terms(self.data.batch(chunk), kl_weight)
             if train:
                 loss = sum(terms.values())
-                self.optimizer.zero_grad(set_to_none=True)
+                self.flat.zero_grad()
                 loss.backward()
                 if self.config.gradient_clip:
-                    torch.nn.utils.clip_grad_norm_(self.params, self.config.gradient_clip)
+                    self.flat.clip_grad_norm_(self.config.gradient_clip)
                 self.optimizer.step()
+                self._average()
             for k, v in terms.items():
                 v = v.detach()
                 bad = first_bad.get(k, torch.full((), -1.0, device=v.device))
                 first_bad[k] = torch.where((bad < 0) & ~torch.isfinite(v), float(step), bad)
                 sums[k] = sums[k] + v * chunk.shape[0] if k in sums else v * chunk.shape[0]
         return sums, first_bad
+
+    def _average(self) -> None:
+        """One step of the weight average. The decay is capped by ``(1 + t) / (10 + t)``
+        after ``t`` steps (TensorFlow's rule): the average spans at most about the last
+        tenth of the steps, so the first, untrained weights fade out instead of weighing
+        on it for ``ema_epochs``."""
+        self.steps += 1
+        if self.ema is None:
+            return
+        horizon = self.config.ema_epochs * max(1, math.ceil(self.train_idx.shape[0] / self.config.batch_size))
+        decay = min(math.exp(-1.0 / max(horizon, 1.0)), (1 + self.steps) / (10 + self.steps))
+        with torch.no_grad():
+            self.ema.lerp_(self.flat.flat, 1.0 - decay)
+
+    @contextmanager
+    def _averaged(self):
+        """The module holds the averaged weights inside the block (no-op without averaging)."""
+        if self.ema is None:
+            yield
+            return
+        live = self.flat.flat.detach().clone()
+        with torch.no_grad():
+            self.flat.flat.copy_(self.ema)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                self.flat.flat.copy_(live)
 
     def _epoch(self, epoch: int) -> dict:
         cfg = self.config
@@ -195,7 +241,7 @@ class Trainer:
         val_sums = {}
         if self.val_idx.shape[0]:
             self.module.eval()
-            with torch.no_grad():
+            with torch.no_grad(), self._averaged():
                 val_sums, _ = self._run(self.val_idx, cfg.eval_batch_size, cfg.kl_weight, train=False)
         keys = [("train", k) for k in train_sums] + [("val", k) for k in val_sums]
         values = torch.stack([*train_sums.values(), *val_sums.values(), *first_bad.values()]).tolist()  # the one sync
@@ -229,7 +275,8 @@ class Trainer:
         if monitor < self.best - cfg.min_delta:
             self.best, self.wait = monitor, 0
             if cfg.early_stopping:
-                self.best_state = _snapshot(self.module)
+                with self._averaged():
+                    self.best_state = _snapshot(self.module)
         else:
             self.wait += 1
             if cfg.early_stopping and self.wait >= cfg.patience:
@@ -271,4 +318,7 @@ class Trainer:
                 bar.close()
         if self.best_state is not None:
             self.module.load_state_dict(self.best_state)
+        elif self.ema is not None:
+            with torch.no_grad():
+                self.flat.flat.copy_(self.ema)
         return self.history

@@ -35,14 +35,10 @@ def test_rna_alone_predicts_metabolites_of_unseen_spots():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="issue target met on average, not on every seed: on this CPU seed 0 gives median Pearson 0.480 vs "
-    "ridge 0.481 and kNN 0.484; the defaults beat both on 6 of 9 seeds here and 13 of 16 on the H100 host's CPU "
-    "(benchmarks/prediction_sweep.py, results/prediction_sweep_*.jsonl)",
-    strict=False,
-)
 def test_metabolites_of_a_held_out_section_beat_ridge_and_knn():
-    out = _benchmarks().metabolite_prediction()
+    """An ensemble of 3 training seeds (``predict_ensemble``): one model alone ties kNN on this
+    seed (0.483 vs 0.484 Pearson on this CPU), three beat both baselines by about 0.01."""
+    out = _benchmarks().metabolite_prediction(n_models=3)
     for base in ("ridge", "knn15"):
         for stat in ("pearson", "spearman"):
             assert out["poevae"][stat] > out[base][stat], out

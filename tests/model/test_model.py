@@ -91,7 +91,7 @@ def _weights(model):
 
 def test_a_crash_loses_no_finished_epoch_and_resume_continues_exactly(mdata, tmp_path, monkeypatch):
     _setup(mdata)
-    kw = dict(QUICK, max_epochs=4, kl_warmup_epochs=2, patience=100, lr_patience=0)
+    kw = dict(QUICK, max_epochs=4, kl_warmup_epochs=2, patience=100, lr_patience=0, ema_epochs=2)
     straight = PoEVAE(mdata, **SMALL)
     straight.train(**kw)
 
@@ -128,6 +128,30 @@ def test_learning_rate_drops_on_plateau_only_when_asked(mdata):
     lr = decayed.history["lr"].to_numpy()
     assert lr[0] == 0.3 and np.all(np.diff(lr) <= 0) and lr[-1] < 0.3 and lr[-1] >= 0.3 * 1e-2
     assert set(np.round(lr / 0.3, 12)) <= {0.5**k for k in range(7)} | {0.01}  # halvings, floored at 1 %
+
+
+def test_weight_averaging_keeps_the_moving_average_of_the_trajectory(mdata, monkeypatch):
+    _setup(mdata)
+    trajectory = []
+    real_average = _training.Trainer._average
+
+    def recording(self):
+        trajectory.append(self.flat.flat.detach().clone())
+        real_average(self)
+
+    monkeypatch.setattr(_training.Trainer, "_average", recording)
+    kw = dict(QUICK, max_epochs=3, validation_fraction=0.0, early_stopping=False, ema_epochs=1.5)
+    model = PoEVAE(mdata, **SMALL).train(**kw)
+    steps_per_epoch = len(trajectory) // 3
+    expected = trajectory[0].clone()  # the average starts at the initial weights, one step behind
+    first = [p.detach() for p in PoEVAE(mdata, **SMALL).module.parameters()]
+    expected = torch.cat([p.reshape(-1) for p in first])
+    for t, w in enumerate(trajectory, start=1):
+        decay = min(np.exp(-1 / (1.5 * steps_per_epoch)), (1 + t) / (10 + t))
+        expected = decay * expected + (1 - decay) * w
+    final = torch.cat([p.detach().reshape(-1) for p in model.module.parameters()])
+    torch.testing.assert_close(final, expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(final, trajectory[-1])  # not simply the last step's weights
 
 
 def test_resume_refuses_a_checkpoint_of_another_model(mdata, tmp_path):
