@@ -69,14 +69,19 @@ def test_median_error_within_10_um(sweep):
     assert np.median([r["median_error_um"] for r in sweep]) <= 10.0
 
 
-@pytest.mark.slow
-def test_a_loose_fit_is_flagged():
-    """A 2,000-spot section whose raster leaves little outline to go by: refits disagree by ~50 um."""
-    s = smg.datasets.synthetic_vicari(n_sections=1, seed=0, n_spots=2000, n_genes=20, n_metabolites=10).sections[0]
+def _register_2000_spots(seed: int):
+    """A 2,000-spot section registered from coordinates; the result and its median error (um)."""
+    s = smg.datasets.synthetic_vicari(n_sections=1, seed=seed, n_spots=2000, n_genes=20, n_metabolites=10).sections[0]
     reg = smg.align.register(s.rna, s.msi, device="cpu")
     tissue = s.msi.obs["in_tissue"].to_numpy(bool)
     pts = np.asarray(s.msi.obsm["spatial"])[tissue]
-    err = np.median(np.linalg.norm(reg.transform(pts) - apply_affine(s.affine, pts), axis=1))
+    return reg, float(np.median(np.linalg.norm(reg.transform(pts) - apply_affine(s.affine, pts), axis=1)))
+
+
+@pytest.mark.slow
+def test_a_loose_fit_is_flagged():
+    """A 2,000-spot section whose raster leaves little outline to go by: refits disagree by ~50 um."""
+    reg, err = _register_2000_spots(seed=0)
     assert err > 30.0  # the case this test is about (if registration improves, pick another)
     assert reg.qc.confidence == "low" and "the fit is loose" in reg.qc.reason
     assert reg.qc.details["pose_spread_um"] > 30.0
@@ -90,11 +95,7 @@ def test_a_fit_that_can_slide_is_flagged():
     about 80 um along it before the outlines mismatch 20 % more (well pinned seeds of the
     700-spot sweep: 27-48 um), and the QC says so.
     """
-    s = smg.datasets.synthetic_vicari(n_sections=1, seed=4, n_spots=2000, n_genes=20, n_metabolites=10).sections[0]
-    reg = smg.align.register(s.rna, s.msi, device="cpu")
-    tissue = s.msi.obs["in_tissue"].to_numpy(bool)
-    pts = np.asarray(s.msi.obsm["spatial"])[tissue]
-    err = np.median(np.linalg.norm(reg.transform(pts) - apply_affine(s.affine, pts), axis=1))
+    reg, err = _register_2000_spots(seed=4)
     assert err > 25.0  # the case this test is about (if registration improves, pick another)
     assert reg.qc.details["pose_spread_um"] < 30.0  # restarts alone do not reveal it
     assert reg.qc.confidence == "low" and "the fit is loose along one direction" in reg.qc.reason
