@@ -373,6 +373,16 @@ print(f"measured values within 2 std of the prediction: {coverage:.1%} (95 % exp
 print(f"median Spearman correlation between std and absolute error, per metabolite: {np.nanmedian(rho):.2f}")
 
 # %% [markdown]
+# On these synthetic sections the answer is no: about three quarters of the measured values
+# fall within two standard deviations, not 95 %, and the std barely ranks the spots by
+# their error. The std covers the latent uncertainty and the pixel noise the model saw in
+# the training sections, but not what differs between sections: each section's own
+# smooth metabolite field, which its RNA does not show. An ensemble's `model_std` adds the
+# disagreement between seeds, not that either. Until the model is calibrated across
+# sections, read the std as a relative map of where the RNA is unlike the training spots,
+# not as an error bar.
+
+# %% [markdown]
 # ## Which metabolites can be predicted? Moran's I
 #
 # Moran's I measures how smooth a measured map is: near 1 when neighbouring spots are
