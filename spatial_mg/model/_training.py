@@ -171,8 +171,10 @@ class Trainer:
         self.best, self.wait, self.stopped = es["best"], es["wait"], es["stopped"]
         self.best_state = ckpt["best_state"]
         if self.ema is not None:
+            if ckpt.get("ema") is None:
+                raise ValueError(f"checkpoint '{path}' was written without weight averaging; resume with ema_epochs=None")
             self.ema.copy_(ckpt["ema"])
-        self.steps = ckpt["steps"]
+        self.steps = ckpt.get("steps", 0)
         self.start_epoch = ckpt["epochs_done"]
 
     # --- epochs ------------------------------------------------------------------------

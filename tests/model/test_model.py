@@ -154,6 +154,13 @@ def test_weight_averaging_keeps_the_moving_average_of_the_trajectory(mdata, monk
     assert not torch.allclose(final, trajectory[-1])  # not simply the last step's weights
 
 
+def test_resume_with_weight_averaging_refuses_a_checkpoint_without_it(mdata, tmp_path):
+    _setup(mdata)
+    PoEVAE(mdata, **SMALL).train(checkpoint_dir=tmp_path, **dict(QUICK, max_epochs=2, ema_epochs=None))
+    with pytest.raises(ValueError, match="without weight averaging"):
+        PoEVAE(mdata, **SMALL).train(checkpoint_dir=tmp_path, resume=True, **dict(QUICK, max_epochs=3))
+
+
 def test_resume_refuses_a_checkpoint_of_another_model(mdata, tmp_path):
     _setup(mdata)
     PoEVAE(mdata, **SMALL).train(checkpoint_dir=tmp_path, **QUICK)
