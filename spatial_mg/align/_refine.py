@@ -210,11 +210,19 @@ class MaskAligner:
             )
         self.src, self.dst = self._images[key]
 
-    def mismatch(self, pose: np.ndarray) -> float:
-        """E per compared sample at ``pose``: how far the two outlines are apart (0: identical)."""
+    def _images_for(self, pose: np.ndarray) -> float:
+        """Use the images blurred for ``pose``'s scale; return the blur ``h`` (STR um).
+
+        The same blur on both sides, in STR micrometres: the coarser of the two pitches.
+        """
         s = abs(decompose(pose)["scale"])
         h = max(s * self.msi_spacing, self.rna_spacing)
         self._build(h / s, h)
+        return h
+
+    def mismatch(self, pose: np.ndarray) -> float:
+        """E per compared sample at ``pose``: how far the two outlines are apart (0: identical)."""
+        h = self._images_for(pose)
         return _Terms(self, pose, 2 * h)(pose)[0]
 
     def slack(self, pose: np.ndarray, scale: bool = True, rise: float = _SLACK_RISE) -> float:
@@ -229,9 +237,7 @@ class MaskAligner:
         the outlines pin well gives a fraction of a pitch; a long, nearly straight or
         featureless common outline lets the pose slide much further at almost no cost.
         """
-        s = abs(decompose(pose)["scale"])
-        h = max(s * self.msi_spacing, self.rna_spacing)
-        self._build(h / s, h)
+        h = self._images_for(pose)
         margin = 2 * h
         moved = apply_affine(pose, self.msi_tissue)
         centre = moved.mean(axis=0)
@@ -285,9 +291,7 @@ class MaskAligner:
         affine fit; ``rounds`` caps the comparison-area updates (1: a quick screen).
         """
         current = init
-        s = abs(decompose(init)["scale"])
-        h = max(s * self.msi_spacing, self.rna_spacing)
-        self._build(h / s, h)  # the same blur on both sides, in STR micrometres
+        h = self._images_for(init)
         margin = 2 * h
         steps = [lambda terms, t: _refine_similarity(terms, t, scale, self.length, self.anchor)]
         if affine:

@@ -27,8 +27,7 @@ class FlatParameters:
     def __init__(self, params: list[torch.nn.Parameter]):
         if not params:
             raise ValueError("no parameters to flatten")
-        dtypes = {p.dtype for p in params} | {p.device for p in params}
-        if len(dtypes) != 2:
+        if len({(p.dtype, p.device) for p in params}) != 1:
             raise ValueError("flat parameters need one dtype and one device")
         with torch.no_grad():
             values = torch.cat([p.detach().reshape(-1) for p in params])

@@ -115,6 +115,9 @@ class Trainer:
         self.flat = FlatParameters(params)
         self.optimizer = _adam([self.flat.flat], config)
         self.ema = self.flat.flat.detach().clone() if config.ema_epochs is not None else None
+        if self.ema is not None:  # the decay for a horizon of ema_epochs, in steps
+            horizon = config.ema_epochs * max(1, math.ceil(train_idx.shape[0] / config.batch_size))
+            self.ema_decay = math.exp(-1.0 / max(horizon, 1.0))
         self.steps = 0  # optimiser steps taken (the average's warm-up)
         self.scheduler = None
         if config.lr_patience is not None:  # the monitored loss, once per epoch (after warm-up)
@@ -213,8 +216,7 @@ class Trainer:
         self.steps += 1
         if self.ema is None:
             return
-        horizon = self.config.ema_epochs * max(1, math.ceil(self.train_idx.shape[0] / self.config.batch_size))
-        decay = min(math.exp(-1.0 / max(horizon, 1.0)), (1 + self.steps) / (10 + self.steps))
+        decay = min(self.ema_decay, (1 + self.steps) / (10 + self.steps))
         with torch.no_grad():
             self.ema.lerp_(self.flat.flat, 1.0 - decay)
 
