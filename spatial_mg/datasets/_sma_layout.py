@@ -27,7 +27,7 @@ import pandas as pd
 
 from .._atomic import atomic_file
 from .._validation import existing_dir
-from ..pipeline._sections import SectionFiles
+from ..io import SectionFiles
 
 DERIVED_DIR = ".spatial_mg"
 _COUNTS = "filtered_feature_bc_matrix.h5"
@@ -53,7 +53,7 @@ def sma_sections(
 
     Returns
     -------
-    One :class:`~spatial_mg.pipeline._sections.SectionFiles` per section, sorted by name:
+    One :class:`~spatial_mg.io.SectionFiles` per section, sorted by name:
     ``visium`` is a spaceranger ``outs/``-like folder for :func:`spatial_mg.io.read_visium`,
     ``msi`` an SMA csv for :func:`spatial_mg.io.read_sma_csv` (pixel size about 100 um; the
     csv records none), an ``.imzML`` file, or ``None`` for an RNA-only section.

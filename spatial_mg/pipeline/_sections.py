@@ -11,15 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .._constants import SECTION_KEY, UNS_KEY
-
-
-@dataclass
-class SectionFiles:
-    """Where one section's files lie: a spaceranger ``outs/`` folder and an MSI file."""
-
-    name: str
-    visium: Path
-    msi: Path | None = None  # .imzML or SMA .csv; None for an RNA-only section
+from ..io import SectionFiles
 
 
 @dataclass
