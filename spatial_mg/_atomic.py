@@ -17,7 +17,9 @@ from pathlib import Path
 
 
 def _sibling(path: Path, tag: str) -> Path:
-    return path.with_name(f".{path.name}.{tag}-{uuid.uuid4().hex[:8]}")
+    """A hidden, unique name beside ``path`` that keeps its suffix (writers such as
+    anndata's and mudata's choose their format by it)."""
+    return path.with_name(f".{path.stem}.{tag}-{uuid.uuid4().hex}{path.suffix}")
 
 
 @contextmanager
