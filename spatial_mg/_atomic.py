@@ -37,18 +37,21 @@ def atomic_file(path: str | PathLike) -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_dir(path: str | PathLike, overwrite: bool = False) -> Iterator[Path]:
+def atomic_dir(path: str | PathLike, overwrite: bool = False, *, create: bool = True) -> Iterator[Path]:
     """Yield a temporary folder to fill; it becomes ``path`` when the block ends without error.
 
     An existing ``path`` raises ``FileExistsError`` unless ``overwrite``; then it is swapped
-    out only after the new folder is complete, and deleted last.
+    out only after the new folder is complete, and deleted last. ``create=False`` yields
+    the temporary name without making the folder, for writers that insist on making it
+    themselves (``SpatialData.write``).
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"'{path}' already exists; pass overwrite=True to replace it, or choose another path.")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _sibling(path, "tmp")
-    tmp.mkdir()
+    if create:
+        tmp.mkdir()
     try:
         yield tmp
         old = None

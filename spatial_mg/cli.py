@@ -53,6 +53,7 @@ def _build_parser() -> argparse.ArgumentParser:
     align = sub.add_parser("align", help="register an MSI section onto its Visium section and pair them")
     _config(align)
     align.add_argument("--visium", help="spaceranger outs/ folder")
+    align.add_argument("--name", help="the section's name (default: the folder holding outs/)")
     align.add_argument("--msi", help=".imzML file (with its .ibd) or SMA .csv export")
     align.add_argument("--mz-bins", help="peak list: a csv with an 'mz' column, or a text file of m/z values")
     align.add_argument("--ppm", type=float, default=10.0, help="peak tolerance in ppm (default 10)")
@@ -71,10 +72,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train the PoE-VAE on paired sections")
     _config(train)
+    defaults = _training_defaults()
     train.add_argument("--pairs", nargs="+", help="pairs.h5mu files written by 'spatial-mg align'")
-    train.add_argument("--n-latent", type=int, default=16, help="latent dimensions (default 16)")
-    train.add_argument("--epochs", type=int, help="maximum epochs (default: chosen from the data size)")
-    train.add_argument("--batch-size", type=int, help="cells per step (default 256)")
+    train.add_argument("--n-latent", type=int, help=f"latent dimensions (default {defaults['n_latent']})")
+    train.add_argument("--epochs", type=int, help="maximum epochs (default: chosen from the data size, with early stopping)")
+    train.add_argument("--batch-size", type=int, help=f"cells per step (default {defaults['batch_size']})")
     train.add_argument("--accelerator", default="auto", help="auto, cpu or cuda")
     train.add_argument("--seed", type=int, default=0)
     _output(train)
@@ -99,6 +101,13 @@ def _build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--cache-dir", help="where datasets are kept (default $SPATIAL_MG_DATA or ~/.cache/spatial_mg)")
     fetch.add_argument("--list", action="store_true", help="list the datasets with their licence and size, and stop")
     return parser
+
+
+def _training_defaults() -> dict:
+    """The model's own defaults, read where they are defined (shown in --help)."""
+    from .model._defaults import MODEL_DEFAULTS, TrainingConfig
+
+    return {"n_latent": MODEL_DEFAULTS["n_latent"], "batch_size": TrainingConfig.batch_size}
 
 
 def _config(parser: argparse.ArgumentParser) -> None:
@@ -136,7 +145,7 @@ def _require(args: argparse.Namespace, *names: str) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     if args.write_data:
-        from .datasets import synthetic_vicari
+        from .sim import synthetic_vicari
 
         data = synthetic_vicari(seed=args.seed)
         data.write(args.write_data, overwrite=args.overwrite)
@@ -156,35 +165,59 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _align(args: argparse.Namespace) -> int:
     _require(args, "visium", "msi", "out")
-    from .pipeline._steps import align_step
+    from .pipeline import run_align
 
-    align_step(args)
+    run_align(
+        visium=args.visium,
+        msi=args.msi,
+        out=args.out,
+        name=args.name,
+        mz_bins=args.mz_bins,
+        ppm=args.ppm,
+        bin_width=args.bin_width,
+        pixel_size_um=args.pixel_size_um,
+        landmarks=args.landmarks,
+        strategy=args.strategy,
+        msi_scale=args.msi_scale,
+        device=args.device,
+        overwrite=args.overwrite,
+    )
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
     _require(args, "pairs", "out")
-    from .pipeline._steps import train_step
+    from .pipeline import run_train
 
-    train_step(args)
+    run_train(
+        pairs=args.pairs,
+        out=args.out,
+        n_latent=args.n_latent,
+        max_epochs=args.epochs,
+        batch_size=args.batch_size,
+        accelerator=args.accelerator,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
     _require(args, "model", "out")
-    if not (args.visium or args.rna):
-        raise CliError("'predict' needs the RNA-only section: --visium OUTS or --rna FILE.h5ad.")
-    from .pipeline._steps import predict_step
+    if bool(args.visium) == bool(args.rna):
+        raise CliError("'predict' needs the RNA-only section once: --visium OUTS or --rna FILE.h5ad.")
+    from .pipeline import run_predict
 
-    predict_step(args)
+    run_predict(model=args.model, out=args.out, visium=args.visium, rna=args.rna, accelerator=args.accelerator,
+                overwrite=args.overwrite)
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     _require(args, "pred", "truth", "out")
-    from .pipeline._steps import evaluate_step
+    from .pipeline import run_evaluate
 
-    evaluate_step(args)
+    run_evaluate(pred=args.pred, truth=args.truth, out=args.out, overwrite=args.overwrite)
     return 0
 
 

@@ -80,7 +80,7 @@ print(f"smoke mode: {SMOKE}; data: {DATA_DIR or 'synthetic'}; results in {OUT}")
 
 # %%
 if DATA_DIR is None:
-    data = smg.datasets.synthetic_vicari(
+    data = smg.sim.synthetic_vicari(
         n_sections=1,
         n_spots=250 if SMOKE else 700,
         n_genes=120 if SMOKE else 300,

@@ -46,9 +46,7 @@ warnings.filterwarnings("ignore", message=".*non-interactive.*")  # plt.show() w
 warnings.filterwarnings("ignore", category=FutureWarning, module="mudata")
 warnings.filterwarnings("ignore", category=SyntaxWarning, module="docrep")  # squidpy's docstrings
 
-import anndata as ad
 import matplotlib.pyplot as plt
-import mudata as md
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
@@ -81,7 +79,7 @@ print(f"smoke mode: {SMOKE}; data: {DATA_DIR or 'synthetic'}; results in {OUT}")
 
 # %%
 if DATA_DIR is None:
-    data = smg.datasets.synthetic_vicari(
+    data = smg.sim.synthetic_vicari(
         n_sections=3,
         n_spots=150 if SMOKE else 700,
         n_genes=120 if SMOKE else 300,
@@ -90,13 +88,13 @@ if DATA_DIR is None:
         seed=0,
     )
     written = data.write(OUT / "raw", overwrite=True)
-    files = {s.name: (written[s.name]["visium"], written[s.name]["imzml"]) for s in data.sections}
+    files = {s.name: smg.io.SectionFiles(s.name, written[s.name]["visium"], written[s.name]["imzml"]) for s in data.sections}
     peaks = pd.read_csv(written["peaks"]["csv"])["mz"].to_numpy()
 else:
     from spatial_mg.datasets import sma_sections  # the real-data loader, needed on this branch only
 
     with_msi = [f for f in sma_sections(DATA_DIR) if f.msi is not None]  # sorted by name
-    files = {f.name: (f.visium, f.msi) for f in with_msi[:N_REAL_SECTIONS]}
+    files = {f.name: f for f in with_msi[:N_REAL_SECTIONS]}
     peak_file = Path(DATA_DIR) / "peaks.csv"
     peaks = pd.read_csv(peak_file)["mz"].to_numpy() if peak_file.is_file() else None
 names = list(files)
@@ -106,55 +104,50 @@ print(f"training sections: {train_names}; RNA-only section: {test_name}")
 # %% [markdown]
 # ## Read, register and pair every section
 #
-# The same three calls as in tutorial 1, once per section. The QC figures of all sections
-# are drawn side by side below; look at each before going on, since a badly registered
-# training section would teach the model wrong pairs.
+# The steps of tutorial 1, once per section, as the pipeline's functions:
+# `smg.pipeline.read_section` reads the Visium outs and the MSI file, and
+# `smg.pipeline.align_section` registers (`smg.align.register`) and pairs
+# (`smg.align.pair`). The QC figures of all sections are drawn side by side below; look at
+# each before going on, since a badly registered training section would teach the model
+# wrong pairs.
 #
-# MSI intensities spread over orders of magnitude, roughly log-normally, so we keep the
-# intensities in a layer and work with `log1p(intensity)` from here on: the Gaussian
-# likelihood of the model (and the linear baselines) fit the logarithm far better, and
-# predictions and scores are on that scale too (`spatial-mg align` does the same).
+# MSI intensities spread over orders of magnitude, roughly log-normally, so
+# `align_section` keeps the intensities in `layers["raw"]` and the pairs hold
+# `log1p(intensity)` from here on: the Gaussian likelihood of the model (and the linear
+# baselines) fit the logarithm far better, and predictions and scores are on that scale
+# too (`spatial-mg align` does the same; `msi_scale="linear"` keeps the intensities).
 
 # %%
-def read_msi(path):
-    if Path(path).suffix.lower() == ".csv":
-        return smg.io.read_sma_csv(path, pixel_size_um=SMA_PIXEL_SIZE_UM)
-    return smg.io.read_imzml(path, mz_bins=peaks, ppm=10.0)
-
-
-rna, msi, reg, pairs = {}, {}, {}, {}
-for name, (visium_dir, msi_file) in files.items():
-    rna[name] = smg.io.read_visium(visium_dir)
-    msi[name] = read_msi(msi_file)
-    reg[name] = smg.align.register(rna[name], msi[name])
-    pairs[name] = smg.align.pair(rna[name], msi[name], reg[name])
-    # MSI intensities are roughly log-normal: model and score log1p(intensity)
-    pairs[name]["msi"].layers["intensity"] = pairs[name]["msi"].X.copy()
-    pairs[name]["msi"].X = np.log1p(pairs[name]["msi"].X)
+sections = {}
+for name, section_files in files.items():
+    csv = section_files.msi.suffix.lower() == ".csv"  # a csv export records no pixel size
+    section = smg.pipeline.read_section(
+        section_files, mz_bins=peaks, ppm=10.0, pixel_size_um=SMA_PIXEL_SIZE_UM if csv else None
+    )
+    sections[name] = smg.pipeline.align_section(section)
 
 qc = pd.DataFrame(
     {
         n: {
-            "spots": rna[n].n_obs,
-            "paired spots": pairs[n].n_obs,
-            "confidence": reg[n].qc.confidence,
-            "matched fraction": round(reg[n].qc.matched_fraction, 3),
-            "scale": round(reg[n].qc.scale, 3),
+            "spots": s.rna.n_obs,
+            "paired spots": s.pairs.n_obs,
+            "confidence": s.registration.qc.confidence,
+            "matched fraction": round(s.registration.qc.matched_fraction, 3),
+            "scale": round(s.registration.qc.scale, 3),
         }
-        for n in names
+        for n, s in sections.items()
     }
 ).T
 if DATA_DIR is None:  # the synthetic truth tells us the registration error too
-    for n in names:
-        xy = np.asarray(msi[n].obsm["spatial"], dtype=float)
-        truth = xy @ data[n].affine[:2, :2].T + data[n].affine[:2, 2]
-        qc.loc[n, "error (um, median)"] = round(float(np.median(np.linalg.norm(reg[n].transform(xy) - truth, axis=1))), 1)
+    for n, s in sections.items():
+        error = s.registration.distance_to(data[n].affine, s.registration.msi_um(s.msi))
+        qc.loc[n, "error (um, median)"] = round(float(np.median(error)), 1)
 qc
 
 # %%
 fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 5.5), layout="constrained")
 for ax, n in zip(np.atleast_1d(axes), names):
-    smg.pl.registration(rna[n], msi[n], reg[n], ax=ax)
+    smg.pl.registration(sections[n].rna, sections[n].msi, sections[n].registration, ax=ax)
     ax.set_title(f"{n}\n" + ax.get_title(), fontsize=8)
 plt.show()
 
@@ -177,20 +170,8 @@ plt.show()
 # prediction from RNA alone needs.
 
 # %%
-def stack(sections):
-    """One MuData of several sections' pairs, spot names prefixed with the section."""
-    mods = {}
-    for name in sections:
-        for mod in ("rna", "msi"):
-            part = pairs[name][mod].copy()
-            part.obs_names = [f"{name}:{b}" for b in part.obs_names]
-            part.obs["section"] = name
-            mods.setdefault(mod, []).append(part)
-    return md.MuData({mod: ad.concat(parts, merge="same") for mod, parts in mods.items()})
-
-
-train = stack(train_names)
-smg.PoEVAE.setup_mudata(train, modalities={"rna": "nb", "msi": "gaussian"})
+train = smg.pipeline.stack_sections([sections[n] for n in train_names])
+smg.PoEVAE.setup_mudata(train, likelihoods={"rna": "nb", "msi": "gaussian"})
 model = smg.PoEVAE(train, n_latent=16, seed=0)
 model.train(max_epochs=MAX_EPOCHS, progress_bar=False)
 print(model)
@@ -235,9 +216,8 @@ print(model)
 # both the model's uncertainty about the spot and the measurement noise it has learnt.
 
 # %%
-test_rna = smg.io.read_visium(files[test_name][0])
+test_rna = sections[test_name].rna  # every in-tissue spot, with its micrometres
 pred = model.predict(test_rna, target="msi", return_std=True)
-pred.obsm["spatial"] = test_rna.obsm["spatial"]
 pred.write_h5ad(OUT / f"{test_name}_predicted.h5ad")
 print(pred)
 
@@ -277,8 +257,6 @@ predictions = {
     "knn15": baselines.predict_knn(train_rna, train_msi, test_rna, k=15),
     "moscot": baselines.predict_moscot(train_rna, train_msi, test_rna),
 }
-for p in predictions.values():
-    p.obsm["spatial"] = test_rna.obsm["spatial"]
 
 # %% [markdown]
 # ## Score against the measured MSI
@@ -291,7 +269,7 @@ for p in predictions.values():
 # it ignores the overall level, which varies between MSI runs anyway.
 
 # %%
-measured = pairs[test_name]["msi"]
+measured = sections[test_name].pairs["msi"]
 spots = measured.obs_names
 tables = {m: smg.metrics.feature_correlation(p[spots], measured) for m, p in predictions.items()}
 summary = pd.DataFrame({m: t.median() for m, t in tables.items()}).T.round(3)

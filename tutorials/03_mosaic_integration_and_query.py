@@ -34,7 +34,7 @@
 # 4. the missing modalities of the RNA-only sample imputed, and scored against the
 #    values those cells would have shown.
 #
-# The data are the built-in synthetic mosaic (`smg.datasets.synthetic_mosaic`), whose
+# The data are the built-in synthetic mosaic (`smg.sim.synthetic_mosaic`), whose
 # cell types are known, so every step can be checked.
 
 # %%
@@ -87,10 +87,10 @@ LAYOUT = {
     "atac_only": ("atac",),
     "protein_only": ("protein",),
 }
-modalities = {"rna": "nb", "atac": "bernoulli", "protein": "gaussian"}  # and their likelihoods, used below
-reference = smg.datasets.synthetic_mosaic(LAYOUT, seed=0, **SIZES)
+likelihoods = {"rna": "nb", "atac": "bernoulli", "protein": "gaussian"}  # each modality and its observation model
+reference = smg.sim.synthetic_mosaic(LAYOUT, seed=0, **SIZES)
 print(reference)
-measured = pd.DataFrame({m: reference.obs_names.isin(reference[m].obs_names) for m in modalities}, index=reference.obs_names)
+measured = pd.DataFrame({m: reference.obs_names.isin(reference[m].obs_names) for m in likelihoods}, index=reference.obs_names)
 measured.groupby(reference.obs["batch"]).sum().loc[list(LAYOUT)]  # cells measured per sample and modality
 
 # %% [markdown]
@@ -103,7 +103,7 @@ measured.groupby(reference.obs["batch"]).sum().loc[list(LAYOUT)]  # cells measur
 # expert drops out of the product and its likelihood term is masked.
 
 # %%
-smg.PoEVAE.setup_mudata(reference, modalities=modalities, batch_key="batch")
+smg.PoEVAE.setup_mudata(reference, likelihoods=likelihoods, batch_key="batch")
 model = smg.PoEVAE(reference, n_latent=16, seed=0)
 model.train(max_epochs=MAX_EPOCHS, progress_bar=False)
 print(model)
@@ -165,7 +165,7 @@ plt.show()
 
 # %%
 QUERY_LAYOUT = {"query_rna": ("rna",), "query_cite": ("rna", "protein")}
-query = smg.datasets.synthetic_mosaic(QUERY_LAYOUT, seed=0, **SIZES)
+query = smg.sim.synthetic_mosaic(QUERY_LAYOUT, seed=0, **SIZES)
 qmodel = smg.PoEVAE.load_query_data(query, model)
 qmodel.train(max_epochs=MAX_EPOCHS, progress_bar=False)
 z_query = qmodel.get_latent_representation(query)
@@ -225,7 +225,7 @@ plt.show()
 # %%
 rna_only = query[query.obs["batch"] == "query_rna"].copy()
 imputed = {target: qmodel.predict(rna_only["rna"], target=target, return_std=True) for target in ("protein", "atac")}
-held_out = smg.datasets.synthetic_mosaic({"query_rna": ("rna", "atac", "protein")}, seed=0, **SIZES)
+held_out = smg.sim.synthetic_mosaic({"query_rna": ("rna", "atac", "protein")}, seed=0, **SIZES)
 same = (held_out["rna"].X != rna_only["rna"].X).nnz == 0
 print("held-out cells have the same RNA as the query:", same)
 for target, pred in imputed.items():

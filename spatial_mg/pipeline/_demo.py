@@ -1,9 +1,8 @@
-"""``spatial-mg demo``: the whole pipeline on the built-in synthetic Vicari-type sections.
+"""``spatial-mg demo``: the pipeline's steps on the built-in synthetic Vicari-type sections.
 
-It runs the code path a user runs on real files: the sections are written in their real
-formats (spaceranger outs + imzML), read back, registered, paired, the PoE-VAE is trained
-on the paired sections and predicts the held-out section's metabolites from its RNA alone,
-and the prediction is scored against that section's own measured MSI and the baselines.
+The sections are written in their real formats (spaceranger outs + imzML), then read,
+aligned, stacked, trained on, predicted and evaluated by the same public steps a user
+calls on real files; the held-out section's MSI is used only to score its prediction.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import anndata as ad
@@ -19,10 +18,15 @@ import numpy as np
 import pandas as pd
 
 from .._constants import DOMAIN_KEY, LATENT_KEY, SECTION_KEY
+from ..io import SectionFiles
+from ._align import align_section
 from ._evaluate import score_methods
 from ._outputs import OutputFolder
+from ._predict import predict_section
 from ._report import write_report
-from ._sections import Section, SectionFiles, log_msi, read_section, registration_error_um, stack_pairs
+from ._sections import Section, read_section
+from ._stack import stack_sections
+from ._train import train_model
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,6 @@ def run_demo(
     import matplotlib
 
     matplotlib.use("Agg")
-    from .. import PoEVAE, align
 
     config = config or DemoConfig()
     folder = OutputFolder(out, overwrite=overwrite)
@@ -84,63 +87,50 @@ def run_demo(
 
     progress.stage(f"reading {len(files)} sections (read_visium, read_imzml)")
     sections = [read_section(f, mz_bins=peaks, ppm=10.0) for f in files]
-    train, test = sections[:-1], sections[-1]
 
     progress.stage("registering MSI onto Visium with moscot, and pairing")
-    registration = {}
-    for section in sections:
-        section.registration = align.register(section.rna, section.msi)
-        section.pairs = log_msi(align.pair(section.rna, section.msi, section.registration))
-        qc = section.registration.qc
-        registration[section.name] = {
-            "median_error_um": registration_error_um(section.registration, truth[section.name]["affine"], section.msi),
-            "qc": qc.to_dict() if hasattr(qc, "to_dict") else qc,
-            "n_paired": int(section.pairs.n_obs),
-            "n_spots": int(section.rna.n_obs),
+    sections = [align_section(s) for s in sections]
+    train, test = sections[:-1], sections[-1]
+    registration = {
+        s.name: {
+            "median_error_um": _registration_error_um(s, truth[s.name]["affine"]),
+            "qc": s.registration.qc.to_dict(),
+            "n_paired": int(s.pairs.n_obs),
+            "n_spots": int(s.rna.n_obs),
         }
-    folder.save_figure("registration.png", _overlay(test))
+        for s in sections
+    }
+    from .. import pl
+
+    folder.save_figure("registration.png", pl.registration(test.rna, test.msi, test.registration))
 
     progress.stage(f"training the PoE-VAE on {len(train)} paired sections")
-    mdata = stack_pairs(train)
-    PoEVAE.setup_mudata(mdata, modalities={"rna": "nb", "msi": "gaussian"})
-    model = PoEVAE(mdata, n_latent=16, seed=config.seed)
+    mdata = stack_sections(train)
     t0 = time.perf_counter()
-    model.train(max_epochs=config.max_epochs, accelerator=accelerator, progress_bar=True)
+    model = train_model(mdata, n_latent=16, seed=config.seed, max_epochs=config.max_epochs, accelerator=accelerator)
     seconds = time.perf_counter() - t0
-    history = model.history
-    epochs = len(history)
-    training = {
-        "seconds": seconds,
-        "epochs": epochs,
-        "n_cells": int(mdata.n_obs),
-        "cells_per_s": float(mdata.n_obs * epochs / seconds),
-    }
+    epochs = len(model.history)
+    training = {"seconds": seconds, "epochs": epochs, "n_cells": int(mdata.n_obs), "cells_per_s": float(mdata.n_obs * epochs / seconds)}
 
     progress.stage(f"predicting section {test.name}'s metabolites from its RNA alone, and the baselines")
     measured = {s.name: s.pairs["msi"] for s in sections}
     predictions = {s.name: _predict_all(model, mdata, s) for s in sections}
 
     progress.stage("scoring against the measured MSI and the noise-free truth")
-    scores = {}
+    scores: dict = {}
     for s in sections:
-        split = "test" if s is test else "train"
-        figures, _ = score_methods(predictions[s.name], measured[s.name])
-        scores.setdefault(split, {})[s.name] = figures
+        scores.setdefault("test" if s is test else "train", {})[s.name] = score_methods(predictions[s.name], measured[s.name])[0]
     test_vs_measured, table = score_methods(predictions[test.name], measured[test.name])
     noise_free = truth[test.name]["means"].copy()
     noise_free.X = np.log1p(np.asarray(noise_free.X))  # on the scale of the pairs (log_msi)
     test_vs_truth, _ = score_methods(predictions[test.name], noise_free)
 
     progress.stage(f"writing figures, tables and the report to {folder.path}")
-    from ..metrics import morans_i
-
-    table.insert(0, "morans_i_measured", morans_i(measured[test.name]).reindex(table.index))
     table.index.name = "metabolite"
-    table.insert(1, "mz", measured[test.name].var["mz"].reindex(table.index))
     folder.write_csv("metabolites.csv", table)
     _figures(folder, model, mdata, test, predictions[test.name]["poe_vae"], measured[test.name], table)
     metrics = {
-        "config": config.__dict__,
+        "config": asdict(config),
         "sections": {"train": [s.name for s in train], "test": test.name},
         "registration": registration,
         "training": training,
@@ -159,9 +149,9 @@ def run_demo(
 
 def _demo_files(config: DemoConfig, cache: Path) -> tuple[list[SectionFiles], np.ndarray, dict]:
     """Write the synthetic sections once per configuration; later runs reuse the files."""
-    from ..datasets import synthetic_vicari
+    from ..sim import synthetic_vicari
 
-    key = "-".join(f"{k}{v}" for k, v in sorted(config.__dict__.items()) if k != "max_epochs")
+    key = "-".join(f"{k}{v}" for k, v in sorted(asdict(config).items()) if k != "max_epochs")
     root = cache / key
     if not (root / "peaks.csv").is_file():
         data = synthetic_vicari(
@@ -186,29 +176,28 @@ def _demo_files(config: DemoConfig, cache: Path) -> tuple[list[SectionFiles], np
     return files, peaks, truth
 
 
+def _registration_error_um(section: Section, true_affine: np.ndarray) -> float:
+    """Median distance (um) between where the registration and the truth put each MSI pixel."""
+    reg = section.registration
+    return float(np.median(reg.distance_to(true_affine, reg.msi_um(section.msi))))
+
+
 def _predict_all(model, train_mdata, section: Section) -> dict[str, ad.AnnData]:
     """The PoE-VAE from RNA alone, and each baseline trained on the same paired spots."""
     from .. import baselines
 
     train_rna, train_msi = train_mdata["rna"], train_mdata["msi"]
     rna = section.pairs["rna"]  # spots with a measurement to score against
-    out = {"poe_vae": model.predict(rna, target="msi", return_std=True)}
-    out["mean"] = baselines.predict_mean(train_msi, rna)
-    out["ridge"] = baselines.predict_ridge(train_rna, train_msi, rna)
-    out["knn15"] = baselines.predict_knn(train_rna, train_msi, rna, k=15)
-    out["moscot"] = baselines.predict_moscot(train_rna, train_msi, rna)
-    return out  # each carries the spots' obsm["spatial"]
-
-
-def _overlay(section: Section):
-    from .. import pl
-
-    fig = pl.registration(section.rna, section.msi, section.registration)
-    return getattr(fig, "figure", fig)
+    return {  # each carries the spots' obsm["spatial"]
+        "poe_vae": predict_section(model, rna),
+        "mean": baselines.predict_mean(train_msi, rna),
+        "ridge": baselines.predict_ridge(train_rna, train_msi, rna),
+        "knn15": baselines.predict_knn(train_rna, train_msi, rna, k=15),
+        "moscot": baselines.predict_moscot(train_rna, train_msi, rna),
+    }
 
 
 def _figures(folder: OutputFolder, model, mdata, test: Section, pred, measured, table: pd.DataFrame) -> None:
-
     from .. import pl
 
     order = table["poe_vae_pearson"].sort_values(ascending=False).dropna()
@@ -235,4 +224,3 @@ def _domains(mdata) -> pd.DataFrame:
     obs = mdata["rna"].obs
     values = obs[DOMAIN_KEY] if DOMAIN_KEY in obs else pd.Series("unknown", index=obs.index)
     return pd.DataFrame({DOMAIN_KEY: values.reindex(mdata.obs_names).astype(str)})
-

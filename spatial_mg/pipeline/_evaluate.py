@@ -7,38 +7,78 @@ import numpy as np
 import pandas as pd
 from scipy.stats import pearsonr, spearmanr
 
+from .._constants import SPATIAL_KEY
 
-def summarise(pred: ad.AnnData, truth: ad.AnnData) -> tuple[dict[str, float], pd.DataFrame]:
-    """Median per-feature Pearson/Spearman and the flattened (all values) ones, plus the table.
 
-    A feature predicted as one constant value (the per-metabolite mean baseline) has no
+def _dense(x) -> np.ndarray:
+    return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=float)
+
+
+def evaluate_prediction(pred: ad.AnnData, truth: ad.AnnData) -> tuple[dict[str, float], pd.DataFrame]:
+    """Median per-metabolite Pearson and Spearman, and the flattened (all values) ones.
+
+    Parameters
+    ----------
+    pred
+        Predicted maps (spots x metabolites), e.g. from :func:`predict_section`.
+    truth
+        Measured maps on the same scale: the ``"msi"`` modality of the section's pairs.
+        Spots are matched by name; only shared spots count.
+
+    Returns
+    -------
+    The figures (``median_pearson``, ``median_spearman``, ``flat_pearson``,
+    ``flat_spearman``, ``n_spots``, ``n_metabolites``) and a per-metabolite table
+    (``pearson``, ``spearman``, and the measured map's ``morans_i_measured`` and ``mz``
+    where the truth has coordinates and m/z).
+
+    Notes
+    -----
+    A metabolite predicted as one constant value (the per-metabolite mean baseline) has no
     defined correlation; it scores 0 here, what a map without any pattern is worth, so that
     medians compare methods instead of turning NaN.
     """
     from ..metrics import feature_correlation
 
+    common = pred.obs_names.intersection(truth.obs_names)
+    if len(common) == 0:
+        raise ValueError("No spot of the prediction is in the measured data: are they the same section?")
+    pred, truth = pred[common], truth[common]
     table = feature_correlation(pred, truth)
-    values = pred[:, list(table.index)].X
-    values = np.asarray(values.toarray() if hasattr(values, "toarray") else values, dtype=float)
+    values = _dense(pred[:, list(table.index)].X)
     flat = np.ptp(values, axis=0) == 0
     table.loc[flat, ["pearson", "spearman"]] = table.loc[flat, ["pearson", "spearman"]].fillna(0.0)
-    truth = truth[pred.obs_names, list(table.index)]
-    p = values.ravel()
-    t = np.asarray(truth.X.toarray() if hasattr(truth.X, "toarray") else truth.X, dtype=float).ravel()
+    measured = _dense(truth[:, list(table.index)].X).ravel()
     figures = {
         "median_pearson": float(np.nanmedian(table["pearson"])),
         "median_spearman": float(np.nanmedian(table["spearman"])),
-        "flat_pearson": float(pearsonr(p, t)[0]),
-        "flat_spearman": float(spearmanr(p, t)[0]),
+        "flat_pearson": float(pearsonr(values.ravel(), measured)[0]),
+        "flat_spearman": float(spearmanr(values.ravel(), measured)[0]),
+        "n_spots": int(len(common)),
+        "n_metabolites": int(table.shape[0]),
     }
-    return figures, table
+    return figures, table.join(measured_map_columns(truth, table.index))
 
 
 def score_methods(predictions: dict[str, ad.AnnData], truth: ad.AnnData) -> tuple[dict, pd.DataFrame]:
-    """``summarise`` each method; returns figures by method and a per-feature table of all."""
+    """:func:`evaluate_prediction` for each method; figures by method and one table of all
+    (``<method>_pearson``, ``<method>_spearman``, then the measured maps' columns)."""
     figures, columns = {}, {}
     for method, pred in predictions.items():
-        figures[method], table = summarise(pred, truth)
+        figures[method], table = evaluate_prediction(pred, truth)
         columns[f"{method}_pearson"] = table["pearson"]
         columns[f"{method}_spearman"] = table["spearman"]
-    return figures, pd.DataFrame(columns)
+    combined = pd.DataFrame(columns)
+    return figures, measured_map_columns(truth, combined.index).join(combined)
+
+
+def measured_map_columns(truth: ad.AnnData, features: pd.Index) -> pd.DataFrame:
+    """Per metabolite of the measured maps: spatial structure (Moran's I) and m/z, where known."""
+    from ..metrics import morans_i
+
+    out = pd.DataFrame(index=features)
+    if SPATIAL_KEY in truth.obsm:
+        out["morans_i_measured"] = morans_i(truth).reindex(features)
+    if "mz" in truth.var:
+        out["mz"] = truth.var["mz"].reindex(features)
+    return out

@@ -1,0 +1,187 @@
+"""The pipeline on files: each step reads its inputs, runs the in-memory steps and writes a folder.
+
+Between steps the data travel as standard files: ``pairs.h5mu`` (MuData), a model folder,
+``predicted.h5ad`` / ``predicted.zarr`` (SpatialData) and JSON/CSV figures. The command
+line maps its flags onto these functions one to one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from os import PathLike
+from pathlib import Path
+
+import anndata as ad
+import mudata as md
+
+import pandas as pd
+
+from .._constants import SECTION_KEY, STD_LAYER
+from .._validation import existing_dir, existing_file
+from ._align import align_section
+from ._evaluate import evaluate_prediction
+from ._outputs import OutputFolder
+from ._predict import predict_section, predictions_spatialdata
+from ._sections import Section, read_peak_list, read_section
+from ._stack import stack_sections
+from ._train import train_model
+
+PAIRS_FILE = "pairs.h5mu"
+MODEL_DIR = "model"
+
+
+def run_align(
+    *,
+    visium: str | PathLike,
+    msi: str | PathLike,
+    out: str | PathLike,
+    name: str | None = None,
+    mz_bins: str | PathLike | Sequence[float] | None = None,
+    ppm: float = 10.0,
+    bin_width: float | None = None,
+    pixel_size_um: float | None = None,
+    landmarks: str | PathLike | pd.DataFrame | None = None,
+    strategy: str = "spot_mean",
+    msi_scale: str = "log1p",
+    device: str | None = None,
+    overwrite: bool = False,
+    echo=print,
+) -> Section:
+    """Read one section, register its MSI onto its spots, pair, and write everything into ``out``.
+
+    Writes ``pairs.h5mu``, ``registration.json``, ``registration.png`` (the overlay) and
+    ``spatialdata.zarr`` (spots, pixels and the registration). ``mz_bins`` is a peak list
+    file or the m/z values; ``landmarks`` a csv (``msi_x, msi_y, rna_x, rna_y`` in
+    micrometres) or its table, which registers by landmarks instead of moscot. The other
+    arguments are those of :func:`read_section` and :func:`align_section`.
+    """
+    from .. import align, pl
+
+    folder = OutputFolder(out, overwrite=overwrite)
+    if isinstance(mz_bins, (str, PathLike)):
+        mz_bins = read_peak_list(mz_bins)
+    section = read_section(visium, msi, name=name, mz_bins=mz_bins, ppm=ppm, bin_width=bin_width, pixel_size_um=pixel_size_um)
+    if isinstance(landmarks, (str, PathLike)):
+        landmarks = pd.read_csv(existing_file(landmarks, "landmarks csv"))
+    method = "moscot" if landmarks is None else "landmarks"
+    section = align_section(section, method=method, landmarks=landmarks, strategy=strategy, msi_scale=msi_scale, device=device)
+    reg = section.registration
+    folder.write_h5mu(PAIRS_FILE, section.pairs)
+    folder.write_text("registration.json", reg.to_json())
+    folder.save_figure("registration.png", pl.registration(section.rna, section.msi, reg))
+    folder.write_spatialdata("spatialdata.zarr", align.to_spatialdata(section.rna, section.msi, reg))
+    reason = f" ({reg.qc.reason})" if reg.qc.reason else ""
+    echo(f"{section.name}: {section.pairs.n_obs} of {section.rna.n_obs} spots paired; "
+         f"confidence {reg.qc.confidence}{reason}; results in {folder.path}")
+    return section
+
+
+def run_train(
+    *,
+    pairs: Sequence[str | PathLike],
+    out: str | PathLike,
+    n_latent: int | None = None,
+    max_epochs: int | None = None,
+    batch_size: int | None = None,
+    accelerator: str = "auto",
+    seed: int = 0,
+    overwrite: bool = False,
+    echo=print,
+):
+    """Train the PoE-VAE on one or more ``pairs.h5mu`` files; save it to ``out/model``.
+
+    Each file's section is named by its spots' ``obs["section"]`` (set when it was read),
+    else by the folder holding the file; two files of one section are an error. Writes the
+    model folder and ``history.csv``. The other arguments are those of :func:`train_model`.
+    """
+    folder = OutputFolder(out, overwrite=overwrite)
+    by_section: dict[str, md.MuData] = {}
+    for path in pairs:
+        mdata = md.read_h5mu(existing_file(path, "pairs file"))
+        name = _section_of(mdata, Path(path))
+        if name in by_section:
+            raise ValueError(
+                f"Two pairs files hold section '{name}' ('{path}' is the second): give each section once, "
+                "or name the sections apart when aligning (--name)."
+            )
+        by_section[name] = mdata
+    stacked = stack_sections(by_section)
+    model = train_model(stacked, n_latent=n_latent, seed=seed, max_epochs=max_epochs, batch_size=batch_size, accelerator=accelerator)
+    model.save(folder.file(MODEL_DIR), overwrite=True)
+    folder.write_csv("history.csv", model.history)
+    echo(f"trained on {stacked.n_obs} paired spots of {len(by_section)} section(s) for {len(model.history)} epochs; "
+         f"model in {folder.file(MODEL_DIR)}")
+    return model
+
+
+def _section_of(mdata: md.MuData, path: Path) -> str:
+    values = mdata["rna"].obs[SECTION_KEY].unique() if SECTION_KEY in mdata["rna"].obs else []
+    if len(values) == 1:
+        return str(values[0])
+    return path.resolve().parent.name
+
+
+def run_predict(
+    *,
+    model: str | PathLike,
+    out: str | PathLike,
+    visium: str | PathLike | None = None,
+    rna: str | PathLike | None = None,
+    accelerator: str = "auto",
+    overwrite: bool = False,
+    echo=print,
+) -> ad.AnnData:
+    """Predict the metabolites (mean and std) of an RNA-only section; write ``predicted.h5ad`` and ``predicted.zarr``.
+
+    ``model`` is the folder written by :func:`run_train` (or the model folder inside it);
+    the section comes as a spaceranger ``visium`` outs folder or an ``rna`` .h5ad (raw
+    counts, ``obsm["spatial"]`` in micrometres).
+    """
+    from ..model import PoEVAE
+
+    if (visium is None) == (rna is None):
+        raise ValueError("Give the RNA-only section once: visium=<outs folder> or rna=<file.h5ad>.")
+    folder = OutputFolder(out, overwrite=overwrite)
+    model_dir = existing_dir(model, "model folder")
+    if (model_dir / MODEL_DIR).is_dir():
+        model_dir = model_dir / MODEL_DIR
+    trained = PoEVAE.load(model_dir, accelerator=accelerator)
+    spots = read_section(visium).rna if visium is not None else ad.read_h5ad(existing_file(rna, "RNA h5ad"))
+    pred = predict_section(trained, spots)
+    folder.write_h5ad("predicted.h5ad", pred)
+    if "spatial" in pred.obsm:
+        folder.write_spatialdata("predicted.zarr", predictions_spatialdata(pred))
+    echo(f"predicted {pred.n_vars} metabolites for {pred.n_obs} spots (mean in X, std in layers['{STD_LAYER}']); "
+         f"results in {folder.path}")
+    return pred
+
+
+def run_evaluate(
+    *,
+    pred: str | PathLike,
+    truth: str | PathLike,
+    out: str | PathLike,
+    overwrite: bool = False,
+    echo=print,
+) -> dict:
+    """Pearson and Spearman per metabolite (and flattened) of a prediction against measurements.
+
+    ``pred`` is a ``predicted.h5ad``; ``truth`` the section's ``pairs.h5mu`` (its MSI) or an
+    .h5ad of measured maps on the same scale. Writes ``metabolites.csv`` and ``metrics.json``.
+    """
+    folder = OutputFolder(out, overwrite=overwrite)
+    predicted = ad.read_h5ad(existing_file(pred, "prediction h5ad"))
+    truth_path = existing_file(truth, "measured data")
+    measured = md.read_h5mu(truth_path)["msi"] if truth_path.suffix == ".h5mu" else ad.read_h5ad(truth_path)
+    if not len(predicted.obs_names.intersection(measured.obs_names)):
+        raise ValueError(f"No spot of '{pred}' is in '{truth}': are they the same section?")
+    figures, table = evaluate_prediction(predicted, measured)
+    table.index.name = "metabolite"
+    folder.write_csv("metabolites.csv", table)
+    folder.write_json("metrics.json", figures)
+    echo(f"median Pearson {figures['median_pearson']:.3f}, median Spearman {figures['median_spearman']:.3f} "
+         f"over {figures['n_metabolites']} metabolites and {figures['n_spots']} spots; results in {folder.path}")
+    return figures
+
+
+
