@@ -1,4 +1,4 @@
-"""Containers of the synthetic dataset, and writing them in the real file formats."""
+"""Containers of a synthetic Vicari dataset (sections and their truth), and writing them in the real file formats."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import pytest
 import scanpy as sc
 from pyimzml.ImzMLParser import ImzMLParser
 
-from spatial_mg.datasets import synthetic_vicari
+from spatial_mg.sim import synthetic_vicari
 from spatial_mg.io import read_imzml, read_sma_csv, read_visium
 from spatial_mg.io._write_imzml import write_imzml
 from spatial_mg.io._write_visium import write_visium
@@ -178,7 +178,7 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path):
 
 
 def test_a_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
-    import spatial_mg.datasets._dataset as module
+    import spatial_mg.sim._containers as module
 
     d = synthetic_vicari(n_sections=1, n_spots=100, n_genes=20, n_metabolites=4, msi_pitch_um=150, seed=4)
 

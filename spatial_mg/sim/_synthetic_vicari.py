@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from .._constants import DOMAIN_KEY, SECTION_KEY, SPATIAL_KEY, STATE_PROPORTIONS_KEY, UNS_KEY, VISIUM_PITCH_UM
 from ._centroids import MIN_NOISE_DISTANCE_PPM, MIN_PEAK_SEPARATION_PPM, spaced_mz
-from ._dataset import SyntheticSection, SyntheticVicari
+from ._containers import SyntheticSection, SyntheticVicari
 from ._expression import GeneProgrammes
 from ._images import lowres_image, squidpy_spatial
 from ._msi import N_NOISE_PEAKS, MsiRaster, noise_peak_intensities, observe_intensities
