@@ -11,10 +11,8 @@ import pytest
 import scanpy as sc
 from pyimzml.ImzMLParser import ImzMLParser
 
+from spatial_mg.io import read_imzml, read_sma_csv, read_visium, write_imzml, write_visium
 from spatial_mg.sim import synthetic_vicari
-from spatial_mg.io import read_imzml, read_sma_csv, read_visium
-from spatial_mg.io._write_imzml import write_imzml
-from spatial_mg.io._write_visium import write_visium
 
 
 @pytest.fixture(scope="module")
@@ -189,6 +187,14 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         d.write(tmp_path, sma_csv=True)
     assert [p.name for p in tmp_path.iterdir()] == ["peaks.csv"]  # no half-written section, no temporaries
+
+
+def test_an_unknown_imzml_mode_is_refused_before_anything_is_written(tmp_path, data):
+    with pytest.raises(ValueError, match="processed.*continuous.*'profile'"):
+        data.write(tmp_path, imzml_mode="profile")
+    with pytest.raises(ValueError, match="processed.*continuous.*'profile'"):
+        data.sections[0].write(tmp_path / "S1", imzml_mode="profile")
+    assert not any(tmp_path.iterdir())
 
 
 def test_writers_refuse_bad_input(tmp_path, data):
