@@ -18,6 +18,11 @@ VISIUM_SPOT_RADIUS_UM = VISIUM_SPOT_DIAMETER_UM / 2
 # 10x's ``spot_diameter_fullres`` draws a 65 um circle, not the 55 um capture area
 # (measured on two real Visium sets: using 55 um shrinks the 100 um pitch to ~85 um).
 VISIUM_SCALEFACTOR_SPOT_DIAMETER_UM = 65.0
+# (rows, cols) of a capture area's spot array; a spot exists where row + col is even
+VISIUM_CAPTURE_AREA_6_5MM = (78, 128)  # 4,992 spots, standard Visium slide
+VISIUM_CAPTURE_AREA_11MM = (128, 224)  # 14,336 spots, CytAssist 11 mm slide
+# smallest first: the first area whose array holds a section's spots is the slide it was on
+VISIUM_CAPTURE_AREAS = (VISIUM_CAPTURE_AREA_6_5MM, VISIUM_CAPTURE_AREA_11MM)
 
 # --- PoE-VAE ----------------------------------------------------------------------------
 MODALITY_KEY = "modality"  # obs: which modalities a cell has (integration metrics)
@@ -30,8 +35,6 @@ MODEL_REGISTRY_FILE = "registry.json"  # in a saved model folder: what setup_mud
 CHECKPOINT_FILE = "last.ckpt"  # in a checkpoint folder: the last finished epoch
 
 # --- Registration (spatial_mg.align) ----------------------------------------------------
-# (rows, cols) of the Visium capture areas: 6.5 mm (standard) and 11 mm (CytAssist)
-VISIUM_CAPTURE_AREAS = ((78, 128), (128, 224))
 PAIR_N_PIXELS_KEY = "n_pixels"  # obs of a paired MuData: MSI pixels averaged into the spot
 PAIR_DISTANCE_KEY = "pair_distance_um"  # obs: mean distance of those pixels from the spot centre
 PAIR_UNS_KEY = "pairing"  # uns of a paired MuData: strategy, unpaired spots, registration QC

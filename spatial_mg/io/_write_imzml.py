@@ -19,7 +19,8 @@ import numpy as np
 import scipy.sparse as sp
 
 
-MODES = ("processed", "continuous")
+# the two imzML layouts: each pixel its own m/z list (centroid peak lists), or one m/z axis shared by all
+IMZML_MODES = ("processed", "continuous")
 _HEADER_BYTES = 1 << 16  # everything we edit lies before the first spectrum
 _UM = 'unitCvRef="UO" unitAccession="UO:0000017" unitName="micrometer"'
 _IMS_CV = (
@@ -72,8 +73,8 @@ def write_imzml(
     path = Path(path)
     if path.suffix.lower() != ".imzml":
         raise ValueError(f"'{path}' must end with .imzML.")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+    if mode not in IMZML_MODES:
+        raise ValueError(f"mode must be one of {IMZML_MODES}, got {mode!r}.")
     size = (float(pixel_size_um),) * 2 if np.isscalar(pixel_size_um) else tuple(float(v) for v in pixel_size_um)
     if not all(np.isfinite(s) and s > 0 for s in size):
         raise ValueError(f"pixel_size_um must be positive micrometres, got {pixel_size_um}.")

@@ -13,15 +13,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.special import expit, softmax
 
+from .._geometry import rotation_matrix
 from ._fields import SmoothField
 
 _EDGE_UM = 10.0  # width of the soft tissue edge seen by the MSI
 _DOMAIN_SOFTNESS_UM = 60.0  # how wide the transition between neighbouring domains is
-
-
-def _rotation(angle: float) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[c, -s], [s, c]])
 
 
 @dataclass(frozen=True)
@@ -223,4 +219,4 @@ class SectionPose:
     def to_canonical(self, u: np.ndarray) -> np.ndarray:
         """Map STR micrometres (n, 2) to the canonical tissue frame."""
         d = np.asarray(u, dtype=float) - self.centre_um
-        return d @ _rotation(-self.angle).T + self.warp_um * self.warp(d)
+        return d @ rotation_matrix(-self.angle).T + self.warp_um * self.warp(d)

@@ -17,14 +17,22 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._constants import DOMAIN_KEY, SECTION_KEY, SPATIAL_KEY, STATE_PROPORTIONS_KEY, UNS_KEY, VISIUM_PITCH_UM
+from .._constants import (
+    DOMAIN_KEY,
+    SECTION_KEY,
+    SPATIAL_KEY,
+    STATE_PROPORTIONS_KEY,
+    UNS_KEY,
+    VISIUM_CAPTURE_AREAS,
+    VISIUM_PITCH_UM,
+)
 from ._centroids import MIN_NOISE_DISTANCE_PPM, MIN_PEAK_SEPARATION_PPM, spaced_mz
-from ._dataset import SyntheticSection, SyntheticVicari
+from ._containers import SyntheticSection, SyntheticVicari
 from ._expression import GeneProgrammes
 from ._images import lowres_image, squidpy_spatial
 from ._msi import N_NOISE_PEAKS, MsiRaster, noise_peak_intensities, observe_intensities
 from ._tissue import SectionPose, TissueModel
-from ._visium_grid import CAPTURE_AREA_6_5MM, CAPTURE_AREA_11MM, grid_spots, grid_to_um, spot_barcodes
+from ._visium_grid import grid_spots, grid_to_um, spot_barcodes
 
 _SPOT_AREA_UM2 = VISIUM_PITCH_UM**2 * np.sqrt(3) / 2  # one hexagonal grid cell
 _IMAGE_MARGIN_UM = 700.0  # fiducial frame and glass around the capture area
@@ -176,7 +184,7 @@ def _section(
     n_spots = int(round(tissue.area_um2() / _SPOT_AREA_UM2))
     r_max = tissue.max_radius_um()
     # the pose's warp moves the outline by at most a few percent of the radius
-    fits = [s for s in (CAPTURE_AREA_6_5MM, CAPTURE_AREA_11MM) if _extent_um(s).min() / 2 > 1.05 * r_max + 60]
+    fits = [s for s in VISIUM_CAPTURE_AREAS if _extent_um(s).min() / 2 > 1.05 * r_max + 60]  # smallest first
     if not fits:
         raise ValueError(
             f"A tissue of {n_spots} spots reaches {r_max:.0f} um from its centre and does not fit an 11 mm "

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._tissue import _rotation
+from .._geometry import rotation_matrix
 
 _DETECTION_LIMIT = 0.3  # peaks below this fraction of the background mean are not picked
 _TIC_SD = 0.2  # log-scale pixel-wide factor (matrix crystal size, laser energy)
@@ -44,7 +44,7 @@ class MsiRaster:
         centre_str = tissue_centre + 0.45 * tissue_radius * np.array([np.cos(direction), np.sin(direction)])
         side_um = 2 * tissue_radius * rng.uniform(0.9, 1.2, size=2)
         nx, ny = (int(v) for v in np.ceil(side_um / (pitch_um * scale)))
-        linear = scale * _rotation(angle) @ np.diag([1.0, -1.0 if reflect else 1.0])
+        linear = scale * rotation_matrix(angle) @ np.diag([1.0, -1.0 if reflect else 1.0])
         centre_msi = pitch_um * np.array([(nx + 1) / 2, (ny + 1) / 2])
         affine = np.eye(3)
         affine[:2, :2] = linear

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from spatial_mg.datasets import synthetic_vicari
+from spatial_mg.sim import synthetic_vicari
 
 LIBRARY_SIZES = (1000.0, 3000.0, 2000.0)
 

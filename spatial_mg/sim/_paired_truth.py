@@ -10,7 +10,7 @@ from __future__ import annotations
 import mudata as md
 import numpy as np
 
-from ._dataset import SyntheticVicari
+from ._containers import SyntheticVicari
 from ._msi import observe_intensities
 
 

@@ -6,12 +6,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from .._constants import VISIUM_PITCH_UM
+from .._constants import VISIUM_CAPTURE_AREA_11MM, VISIUM_PITCH_UM
 
-# (rows, cols) of the two capture-area sizes; a spot exists where row + col is even
-CAPTURE_AREA_6_5MM = (78, 128)  # 4,992 spots, standard Visium slide
-CAPTURE_AREA_11MM = (128, 224)  # 14,336 spots, CytAssist 11 mm slide
-_MAX_COLS = max(CAPTURE_AREA_6_5MM[1], CAPTURE_AREA_11MM[1])
+_MAX_ROWS, _MAX_COLS = VISIUM_CAPTURE_AREA_11MM  # the largest area: the whitelist covers all its grid positions
 _WHITELIST_SEED = 20190408  # fixed: like 10x's whitelist, barcodes never depend on the data seed
 
 
@@ -31,7 +28,7 @@ def grid_to_um(array_row: np.ndarray, array_col: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=1)
 def _whitelist() -> np.ndarray:
     rng = np.random.default_rng(_WHITELIST_SEED)
-    n = CAPTURE_AREA_11MM[0] * _MAX_COLS
+    n = _MAX_ROWS * _MAX_COLS
     while True:  # 4^16 codes: a collision is astronomically rare, but never silently allowed
         codes = rng.integers(0, 4, size=(n, 16), dtype=np.uint8)
         letters = np.frombuffer(b"ACGT", dtype=np.uint8)[codes]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from spatial_mg.datasets import synthetic_mosaic
+from spatial_mg.sim import synthetic_mosaic
 
 
 def test_layout_values_and_truth():

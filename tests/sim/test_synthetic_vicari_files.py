@@ -11,10 +11,8 @@ import pytest
 import scanpy as sc
 from pyimzml.ImzMLParser import ImzMLParser
 
-from spatial_mg.datasets import synthetic_vicari
-from spatial_mg.io import read_imzml, read_sma_csv, read_visium
-from spatial_mg.io._write_imzml import write_imzml
-from spatial_mg.io._write_visium import write_visium
+from spatial_mg.io import read_imzml, read_sma_csv, read_visium, write_imzml, write_visium
+from spatial_mg.sim import synthetic_vicari
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +176,7 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path):
 
 
 def test_a_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
-    import spatial_mg.datasets._dataset as module
+    import spatial_mg.sim._containers as module
 
     d = synthetic_vicari(n_sections=1, n_spots=100, n_genes=20, n_metabolites=4, msi_pitch_um=150, seed=4)
 
@@ -189,6 +187,14 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         d.write(tmp_path, sma_csv=True)
     assert [p.name for p in tmp_path.iterdir()] == ["peaks.csv"]  # no half-written section, no temporaries
+
+
+def test_an_unknown_imzml_mode_is_refused_before_anything_is_written(tmp_path, data):
+    with pytest.raises(ValueError, match="processed.*continuous.*'profile'"):
+        data.write(tmp_path, imzml_mode="profile")
+    with pytest.raises(ValueError, match="processed.*continuous.*'profile'"):
+        data.sections[0].write(tmp_path / "S1", imzml_mode="profile")
+    assert not any(tmp_path.iterdir())
 
 
 def test_writers_refuse_bad_input(tmp_path, data):

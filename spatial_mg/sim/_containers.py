@@ -1,4 +1,4 @@
-"""Containers of the synthetic dataset, and writing them in the real file formats."""
+"""Containers of a synthetic Vicari dataset (sections and their truth), and writing them in the real file formats."""
 
 from __future__ import annotations
 
@@ -12,9 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .._atomic import atomic_dir, atomic_file
-from ..io._write_imzml import MODES, write_imzml
-from ..io._write_sma_csv import write_sma_csv
-from ..io._write_visium import write_visium
+from ..io import IMZML_MODES, write_imzml, write_sma_csv, write_visium
 from ._centroids import pixel_spectra
 from ._images import hires_image
 
@@ -112,8 +110,8 @@ class SyntheticSection:
         The written paths by kind: ``visium`` (the outs folder), ``imzml``, ``ibd``, ``truth``
         and, if asked, ``sma_csv``.
         """
-        if imzml_mode not in MODES:
-            raise ValueError(f"imzml_mode must be one of {MODES}, got {imzml_mode!r}.")
+        if imzml_mode not in IMZML_MODES:
+            raise ValueError(f"imzml_mode must be one of {IMZML_MODES}, got {imzml_mode!r}.")
         path = Path(path)
         noise_mz = self.noise_mz
         stem = f"msi/{self.name}"
@@ -233,8 +231,8 @@ class SyntheticVicari:
         ``{section name: {"visium", "imzml", "ibd", "truth"[, "sma_csv"]: path}}`` and
         ``"peaks": {"csv": path}``.
         """
-        if imzml_mode not in MODES:
-            raise ValueError(f"imzml_mode must be one of {MODES}, got {imzml_mode!r}.")
+        if imzml_mode not in IMZML_MODES:
+            raise ValueError(f"imzml_mode must be one of {IMZML_MODES}, got {imzml_mode!r}.")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         if not overwrite:  # check all first, so that a refusal leaves nothing half-written
