@@ -6,7 +6,7 @@ import anndata as ad
 import numpy as np
 
 from spatial_mg.baselines import predict_mean, predict_moscot
-from spatial_mg.datasets import synthetic_vicari
+from spatial_mg.sim import synthetic_vicari
 from spatial_mg.metrics import feature_correlation
 
 

@@ -8,7 +8,7 @@ import anndata as ad
 import pytest
 
 from spatial_mg.cli import main
-from spatial_mg.datasets import synthetic_vicari
+from spatial_mg.sim import synthetic_vicari
 
 
 @pytest.fixture(scope="module")

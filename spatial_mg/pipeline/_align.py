@@ -6,9 +6,10 @@ import dataclasses
 
 import mudata as md
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
-from .._constants import RAW_LAYER, UNS_KEY
+from .._constants import RAW_LAYER, SECTION_KEY, UNS_KEY
 from ._sections import Section
 
 MSI_SCALES = ("log1p", "linear")
@@ -65,6 +66,7 @@ def align_section(
         **(register_kwargs or {}),
     )
     pairs = align.pair(section.rna, section.msi, registration, strategy=strategy)
+    pairs["msi"].obs[SECTION_KEY] = pd.Categorical([section.name] * pairs.n_obs)  # as its spots carry it
     if msi_scale == "log1p":
         pairs = log_msi(pairs)
     return dataclasses.replace(section, registration=registration, pairs=pairs)

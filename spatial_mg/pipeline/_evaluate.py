@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import pearsonr, spearmanr
 
-from .._constants import SPATIAL_KEY
+from .._constants import SECTION_KEY, SPATIAL_KEY
 
 
 def _dense(x) -> np.ndarray:
@@ -40,6 +40,7 @@ def evaluate_prediction(pred: ad.AnnData, truth: ad.AnnData) -> tuple[dict[str, 
     """
     from ..metrics import feature_correlation
 
+    _check_same_section(pred, truth)
     common = pred.obs_names.intersection(truth.obs_names)
     if len(common) == 0:
         raise ValueError("No spot of the prediction is in the measured data: are they the same section?")
@@ -58,6 +59,18 @@ def evaluate_prediction(pred: ad.AnnData, truth: ad.AnnData) -> tuple[dict[str, 
         "n_metabolites": int(table.shape[0]),
     }
     return figures, table.join(measured_map_columns(truth, table.index))
+
+
+def _check_same_section(pred: ad.AnnData, truth: ad.AnnData) -> None:
+    """Barcodes repeat between Visium slides, so matching spots by name alone can pair two
+    different sections; where both sides name their section, the names must agree."""
+    if SECTION_KEY in pred.obs and SECTION_KEY in truth.obs:
+        mine, theirs = set(map(str, pred.obs[SECTION_KEY].unique())), set(map(str, truth.obs[SECTION_KEY].unique()))
+        if not mine & theirs:
+            raise ValueError(
+                f"The prediction is of section(s) {sorted(mine)} but the measured data are of {sorted(theirs)}: "
+                "score a prediction against the same section's measurements."
+            )
 
 
 def score_methods(predictions: dict[str, ad.AnnData], truth: ad.AnnData) -> tuple[dict, pd.DataFrame]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import mudata as md
 import numpy as np
 
+from .._constants import RAW_LAYER
 from ._containers import SyntheticVicari
 from ._msi import observe_intensities
 
@@ -25,7 +26,7 @@ def paired_truth(data: SyntheticVicari, sections: list[int] | None = None, log1p
         Indices of the sections to include (default all), stacked in this order.
     log1p
         Store ``log1p`` intensities in ``msi`` (the usual scale for a Gaussian model;
-        the raw intensities are in ``msi.layers["intensity"]`` either way).
+        the raw intensities are in ``msi.layers["raw"]`` either way).
     seed
         Seed of the observation noise (per-spot TIC factor and per-peak log-normal noise,
         as in the generator's MSI pixels).
@@ -50,7 +51,7 @@ def paired_truth(data: SyntheticVicari, sections: list[int] | None = None, log1p
             X=np.log1p(intensity) if log1p else intensity.copy(),
             obs=means.obs.copy(),
             var=section.msi.var.copy(),
-            layers={"intensity": intensity},
+            layers={RAW_LAYER: intensity},
         )
         msi.obsm["spatial"] = means.obsm["spatial"].copy()
         rna = section.rna.copy()

@@ -27,7 +27,7 @@ def test_one_row_per_spot_of_the_chosen_sections_in_order(data):
 def test_intensities_scatter_around_the_true_means_and_x_is_log1p(data):
     m = paired_truth(data, sections=[0], seed=5)
     means = np.asarray(data.sections[0].metabolite_means.X, dtype=np.float64)
-    intensity = m["msi"].layers["intensity"]
+    intensity = m["msi"].layers["raw"]
     np.testing.assert_allclose(m["msi"].X, np.log1p(intensity), rtol=1e-6)
     ratio = intensity.sum(axis=0) / means.sum(axis=0)  # the noise factors have mean 1
     assert np.all(np.abs(ratio - 1) < 0.1), ratio
