@@ -157,7 +157,7 @@ class PoEVAE:
     def __repr__(self) -> str:
         mods = ", ".join(f"{n}: {e.likelihood} x {len(e.features)}" for n, e in self.registry.modalities.items())
         state = "trained" if self._history else "untrained"
-        return f"PoEVAE({mods}; n_latent={self.module.n_latent}, fusion={self.module.fusion!r}; {state})"
+        return f"PoEVAE({mods}; n_latent={self.module_config.n_latent}, fusion={self.module_config.fusion!r}; {state})"
 
     # --- setup -------------------------------------------------------------------------
     @classmethod

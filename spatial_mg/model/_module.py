@@ -459,9 +459,11 @@ class PoEModule(nn.Module):
             blk.set_scales(**scales.get(name, {}))
 
     def copy_reference(self, reference: PoEModule) -> None:
-        """Query surgery: take every weight of ``reference``; embedding tables keep its rows
-        (reference and new alike) as their reference rows, and rows for categories it
-        lacks start at the mean of its rows, a neutral first guess."""
+        """Query surgery: take every weight of ``reference``. An embedding table takes the
+        reference's rows (its reference rows, then its new ones) first; rows for categories
+        the reference lacks start at the mean of its rows, a neutral first guess. Which of
+        them are reference rows (frozen) or new rows is this module's split
+        (:meth:`ModuleConfig.for_query`)."""
         src = reference.state_dict()
         state = self.state_dict()
         for key in state:

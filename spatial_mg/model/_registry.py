@@ -167,7 +167,14 @@ def store_setup(mdata, registry: Registry) -> None:
 def read_setup(data) -> Registry | None:
     """The registry that setup stored in ``data.uns``, or None if it was not set up."""
     text = getattr(data, "uns", {}).get(SETUP_UNS_KEY)
-    return None if text is None else Registry.from_json(str(text))
+    if text is None:
+        return None
+    try:
+        return Registry.from_json(str(text))
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        raise ValueError(
+            f"uns['{SETUP_UNS_KEY}'] does not hold a setup of PoEVAE.setup_mudata ({err}); run setup_mudata again"
+        ) from err
 
 
 def codes_for(values: pd.Series, categories: list[str], key: str) -> np.ndarray:

@@ -362,6 +362,10 @@ def test_named_but_absent_modality_layer_or_setup(mdata):
         PoEVAE.setup_mudata(mdata, likelihoods={"rna": "poisson"})
     with pytest.raises(ValueError, match="setup_mudata"):
         PoEVAE(paired())
+    garbled = paired()
+    garbled.uns[SETUP_UNS_KEY] = "{not json"
+    with pytest.raises(ValueError, match="run setup_mudata again"):
+        PoEVAE(garbled)
     with pytest.raises(ValueError, match="0 and 1"):
         PoEVAE.setup_mudata(mdata, likelihoods={"msi": "bernoulli"})
 
