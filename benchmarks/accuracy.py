@@ -58,7 +58,7 @@ def metabolite_prediction(
     train_data = paired_truth(data, sections=list(range(n_sections - 1)), seed=seed + 1)
     test = paired_truth(data, sections=[n_sections - 1], seed=seed + 2)
     t0 = time.perf_counter()
-    PoEVAE.setup_mudata(train_data, modalities={"rna": "nb", "msi": "gaussian"})
+    PoEVAE.setup_mudata(train_data, likelihoods={"rna": "nb", "msi": "gaussian"})
     vaes = []
     for k in range(n_models):
         vae = PoEVAE(train_data, seed=seed + k, **(model or {}))
@@ -89,7 +89,7 @@ def mosaic_integration(seed: int = 0, n_cells_per_batch: int = 200, model: dict 
     from spatial_mg.model import PoEVAE
 
     mdata = synthetic_mosaic(n_cells_per_batch=n_cells_per_batch, seed=seed)
-    PoEVAE.setup_mudata(mdata, modalities={"rna": "nb", "atac": "bernoulli", "protein": "gaussian"}, batch_key="batch")
+    PoEVAE.setup_mudata(mdata, likelihoods={"rna": "nb", "atac": "bernoulli", "protein": "gaussian"}, batch_key="batch")
     vae = PoEVAE(mdata, seed=seed, **(model or {}))
     vae.train(progress_bar=False, accelerator=ACCELERATOR, **(train or {}))
     z = vae.get_latent_representation()
@@ -120,7 +120,7 @@ def query_mapping(seed: int = 0, n_cells_per_batch: int = 200, model: dict | Non
     full = synthetic_mosaic(QUERY_LAYOUT, n_cells_per_batch=n_cells_per_batch, seed=seed)
     is_query = (full.obs["batch"] == "query").to_numpy()
     ref, query = full[~is_query].copy(), full[is_query].copy()
-    PoEVAE.setup_mudata(ref, modalities={"rna": "nb", "atac": "bernoulli", "protein": "gaussian"}, batch_key="batch")
+    PoEVAE.setup_mudata(ref, likelihoods={"rna": "nb", "atac": "bernoulli", "protein": "gaussian"}, batch_key="batch")
     vae = PoEVAE(ref, seed=seed, **(model or {}))
     vae.train(progress_bar=False, accelerator=ACCELERATOR, **(train or {}))
     before = {k: v.clone() for k, v in vae.module.state_dict().items()}
@@ -141,7 +141,7 @@ def save_load_identical(seed: int = 0) -> bool:
 
     data = synthetic_vicari(n_sections=2, n_spots=200, n_genes=60, n_metabolites=8, seed=seed)
     mdata = paired_truth(data, sections=[0], seed=seed)
-    PoEVAE.setup_mudata(mdata, modalities={"rna": "nb", "msi": "gaussian"})
+    PoEVAE.setup_mudata(mdata, likelihoods={"rna": "nb", "msi": "gaussian"})
     vae = PoEVAE(mdata, seed=seed)
     vae.train(max_epochs=5, progress_bar=False, accelerator=ACCELERATOR)
     query = data.sections[1].rna

@@ -102,7 +102,7 @@ def main() -> None:
     t0 = time.perf_counter()
     mdata = make_data(args.n_cells, args.n_genes, args.n_metabolites, args.seed)
     density = mdata.mod["rna"].X.nnz / (args.n_cells * args.n_genes)
-    PoEVAE.setup_mudata(mdata, modalities={"rna": "nb", "msi": "gaussian"})
+    PoEVAE.setup_mudata(mdata, likelihoods={"rna": "nb", "msi": "gaussian"})
     t_setup = time.perf_counter() - t0
     for batch_size in (int(b) for b in str(args.batch_size).split(",")):
         with PeakRss() as rss:

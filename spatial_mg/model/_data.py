@@ -17,6 +17,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from .._constants import NORMALIZE_TARGET_SUM
 from ._registry import Registry, codes_for, obs_column
 
 _CHUNK = 1 << 24  # values per chunk when scanning a dense matrix
@@ -101,8 +102,9 @@ def check_values(matrix, likelihood: str, where: str) -> None:
             raise ValueError(f"{where} has values other than 0 and 1, but likelihood 'bernoulli' needs binarised data (X > 0)")
 
 
-def _aligned_matrix(adata, name: str, entry, what: str):
-    """The modality's matrix with columns in registry order (reordered by name if needed)."""
+def _aligned_matrix(adata, name: str, entry, what: str, validate: bool):
+    """The modality's matrix with columns in registry order (reordered by name if needed);
+    ``validate``: scan its values too (:func:`check_values`)."""
     matrix = adata.X if entry.layer is None else adata.layers.get(entry.layer)
     where = f"modality '{name}' ({'X' if entry.layer is None else f'layer {entry.layer!r}'}) of the {what}"
     if matrix is None:
@@ -125,7 +127,8 @@ def _aligned_matrix(adata, name: str, entry, what: str):
         matrix = np.ascontiguousarray(matrix, dtype=np.float32)
     else:
         raise TypeError(f"{where} is a {type(matrix).__name__}; give a numpy array or a scipy sparse matrix")
-    check_values(matrix, entry.likelihood, where)
+    if validate:
+        check_values(matrix, entry.likelihood, where)
     return matrix
 
 
@@ -136,6 +139,7 @@ def read_data(
     what: str = "training data",
     anndata_modality: str | None = None,
     require_all: bool = True,
+    validate: bool = True,
 ) -> HostData:
     """Validate ``data`` (MuData, or AnnData of one modality) against ``registry``.
 
@@ -156,6 +160,10 @@ def read_data(
     require_all
         Every registered modality must be in ``data`` (training); otherwise missing ones
         are simply absent for all cells (prediction, query mapping).
+    validate
+        Scan every value (NaN, negative or fractional counts, ...). False for data that
+        setup has already scanned: the structure (features, cells, masks, categories) is
+        still checked, which is cheap.
     """
     mods = getattr(data, "mod", None)
     if mods is None:
@@ -175,7 +183,7 @@ def read_data(
         if name not in mods or mods[name].n_obs == 0:  # an empty modality is an absent one
             continue
         adata = mods[name]
-        matrix = _aligned_matrix(adata, name, entry, what)
+        matrix = _aligned_matrix(adata, name, entry, what, validate)
         rowmap = pd.Index(adata.obs_names.astype(str)).get_indexer(obs_names).astype(np.int64)
         present = rowmap >= 0
         if entry.mask_key is not None and _has_obs(data, entry.mask_key):
@@ -236,6 +244,41 @@ def _log_factorial_rows(matrix) -> np.ndarray:
     return np.concatenate(
         [gammaln(matrix[s : s + step].astype(np.float64) + 1.0).sum(1) for s in range(0, matrix.shape[0], step)]
     )
+
+
+def data_scales(host: HostData, registry: Registry) -> dict[str, dict]:
+    """What each modality's observation model is scaled by, from the training data.
+
+    Gaussian modalities are modelled standardised per feature: ``center`` (mean) and
+    ``spread`` (standard deviation; 1 for a constant feature, which is then modelled
+    unscaled, with a warning). NB modalities get ``typical_library``, the median library
+    size, used where a prediction has no library of its own.
+
+    Returns
+    -------
+    Modality name -> ``{"center", "spread"}`` or ``{"typical_library"}`` (Bernoulli: ``{}``),
+    for :meth:`PoEModule.set_data_scales`.
+    """
+    scales: dict[str, dict] = {}
+    for name, entry in registry.modalities.items():
+        data = host.modalities[name]
+        scales[name] = {}
+        if entry.likelihood == "gaussian":
+            mean, std = feature_moments(data)
+            flat = std <= 1e-8 * np.maximum(1.0, np.abs(mean))
+            if flat.any():
+                feats = [f for f, b in zip(entry.features, flat) if b]
+                warnings.warn(
+                    f"modality '{name}': {len(feats)} feature(s) have zero variance (e.g. {feats[:3]}); they are "
+                    "modelled unscaled and predicted as their constant value",
+                    stacklevel=3,
+                )
+                std = np.where(flat, 1.0, std)
+            scales[name] = {"center": mean, "spread": std}
+        elif entry.likelihood == "nb":
+            library = data.library[np.unique(data.rowmap[data.present])]
+            scales[name] = {"typical_library": float(np.median(library)) if library.size else NORMALIZE_TARGET_SUM}
+    return scales
 
 
 def feature_moments(data: ModalityData) -> tuple[np.ndarray, np.ndarray]:

@@ -1,10 +1,11 @@
 """Prediction by an ensemble of independently trained PoE-VAEs (a deep ensemble).
 
 Why: on a few thousand spots two training seeds of the same model predict a held-out
-section with median correlations that differ by 0.02-0.05, as much as the model's margin
-over ridge regression. Averaging the predictive distributions of a few seeds removes most
-of that spread, and the disagreement between them is an honest extra term of the
-uncertainty: what more training data, not more measurement, would shrink.
+section with median correlations that differ as much as the model's margin over ridge
+regression (``benchmarks/results/model_notes.md``). Averaging the predictive
+distributions of a few seeds removes most of that spread, and the disagreement between
+them is an honest extra term of the uncertainty: what more training data, not more
+measurement, would shrink.
 """
 
 from __future__ import annotations

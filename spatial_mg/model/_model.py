@@ -1,10 +1,14 @@
-"""PoEVAE: the user-facing model class (AnnData/MuData aware), in scvi-tools' shape."""
+"""PoEVAE: the user-facing model class, in scvi-tools' shape.
+
+It turns MuData and AnnData into tensors (``_data``) and the module's outputs back into
+arrays and AnnData. The maths (posteriors, predictions, data scales, surgery) is the
+module's (``_module``), the loop ``_training``'s, the settings and defaults ``_config``'s.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import warnings
 from pathlib import Path
@@ -18,18 +22,18 @@ from .._atomic import atomic_dir
 from .._constants import (
     MODEL_REGISTRY_FILE,
     MODEL_WEIGHTS_FILE,
-    NORMALIZE_TARGET_SUM,
     SPATIAL_KEY,
     STD_LAYER,
     UNS_KEY,
 )
-from ._data import DeviceData, HostData, feature_moments, read_data
-from ._fusion import product_of_experts
+from ._config import DEFAULT_SEED, ModuleConfig, TrainingConfig
+from ._data import DeviceData, HostData, data_scales, read_data
 from ._module import PoEModule
-from ._registry import Registry, build_registry, categories_of, lookup, remember
-from ._training import Trainer, TrainingConfig
+from ._registry import Registry, build_registry, read_setup, store_setup
+from ._training import Trainer
 
-_FORMAT_VERSION = 1
+# 1: model.pt holds the architecture as ``module_kwargs``; 2: as ``module_config``
+_FORMAT_VERSION = 2
 
 
 def _device(accelerator: str | torch.device) -> torch.device:
@@ -84,63 +88,63 @@ class PoEVAE:
     modality_dropout
         Share of multimodal cells whose encoders see, in each training step, only one of
         their modalities (picked at random); trains the single-modality posteriors that
-        :meth:`predict` uses (e.g. RNA alone to predict metabolites). Default 0.5: on
-        the synthetic benchmark (``benchmarks/prediction_sweep.py``) it predicted held-out
-        metabolites from RNA better than 0.25 over 16 seeds.
+        :meth:`predict` uses (e.g. RNA alone to predict metabolites). The default, with
+        ``train``'s ``kl_weight`` 0.5, predicted held-out metabolites from RNA better than
+        0.25 (``benchmarks/results/model_notes.md``).
     seed
         Seeds weight initialisation and, unless ``train`` gets another, training.
+
+    Notes
+    -----
+    The defaults are those of :class:`~spatial_mg.model.ModuleConfig` (e.g.
+    ``ModuleConfig.n_latent``) and :data:`~spatial_mg.model.DEFAULT_SEED`. The data's
+    values are not checked again here: :meth:`setup_mudata` did that.
     """
 
     def __init__(
         self,
         mdata,
-        n_latent: int = 16,
-        fusion: str = "poe",
-        n_hidden: int = 128,
-        n_layers: int = 2,
-        layer_norm: bool = True,
-        dropout_rate: float = 0.1,
-        embedding_dim: int = 8,
-        dispersion: str = "feature",
-        heteroscedastic: bool = False,
-        batch_mmd_weight: float = 0.0,
-        modality_mmd_weight: float = 0.0,
-        modality_dropout: float = 0.5,
-        seed: int = 0,
+        n_latent: int = ModuleConfig.n_latent,
+        fusion: str = ModuleConfig.fusion,
+        n_hidden: int = ModuleConfig.n_hidden,
+        n_layers: int = ModuleConfig.n_layers,
+        layer_norm: bool = ModuleConfig.layer_norm,
+        dropout_rate: float = ModuleConfig.dropout_rate,
+        embedding_dim: int = ModuleConfig.embedding_dim,
+        dispersion: str = ModuleConfig.dispersion,
+        heteroscedastic: bool = ModuleConfig.heteroscedastic,
+        batch_mmd_weight: float = ModuleConfig.batch_mmd_weight,
+        modality_mmd_weight: float = ModuleConfig.modality_mmd_weight,
+        modality_dropout: float = ModuleConfig.modality_dropout,
+        seed: int = DEFAULT_SEED,
     ):
-        registry = lookup(mdata)
+        architecture = {k: v for k, v in locals().items() if k not in ("self", "mdata", "seed")}
+        registry = read_setup(mdata)
         if registry is None:
-            raise ValueError("this MuData was not set up: call PoEVAE.setup_mudata(mdata, modalities={...}) first")
-        host = read_data(mdata, registry)
-        reg = registry
-        kwargs = {
-            "modalities": [(n, e.likelihood, len(e.features)) for n, e in reg.modalities.items()],
-            "n_latent": n_latent,
-            "n_hidden": n_hidden,
-            "n_layers": n_layers,
-            "layer_norm": layer_norm,
-            "dropout_rate": dropout_rate,
-            "covariate_sizes": [(len(c), 0) for c in reg.covariates.values()],
-            "embedding_dim": embedding_dim,
-            "batch_covariate": 0 if reg.batch_key is not None else None,
-            "dispersion": dispersion,
-            "heteroscedastic": heteroscedastic,
-            "fusion": fusion,
-            "batch_mmd_weight": batch_mmd_weight,
-            "n_mmd_groups": len(reg.mmd_categories),
-            "modality_mmd_weight": modality_mmd_weight,
-            "modality_dropout": modality_dropout,
-        }
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            module = PoEModule(**kwargs)
-        _fit_data_scales(module, host, reg)
-        self._assemble(reg, module, kwargs, seed, host=host, mdata=mdata)
+            raise ValueError(
+                "this MuData was not set up: call PoEVAE.setup_mudata(mdata, likelihoods={...}) first "
+                "(the setup is kept in mdata.uns, and travels with copies and h5mu files)"
+            )
+        host = read_data(mdata, registry, validate=False)
+        config = ModuleConfig.for_registry(registry, **architecture)
+        module = config.build(seed)
+        module.set_data_scales(data_scales(host, registry))
+        self._assemble(registry, module, config, seed, host=host, mdata=mdata)
 
-    def _assemble(self, registry: Registry, module: PoEModule, kwargs: dict, seed: int, host=None, mdata=None, history=None, frozen=False):
+    def _assemble(
+        self,
+        registry: Registry,
+        module: PoEModule,
+        config: ModuleConfig,
+        seed: int,
+        host: HostData | None = None,
+        mdata=None,
+        history=None,
+        frozen=False,
+    ):
         self.registry = registry
         self.module = module
-        self._module_kwargs = kwargs
+        self.module_config = config
         self.seed = seed
         self._host: HostData | None = host
         self.mdata = mdata
@@ -153,21 +157,23 @@ class PoEVAE:
     def __repr__(self) -> str:
         mods = ", ".join(f"{n}: {e.likelihood} x {len(e.features)}" for n, e in self.registry.modalities.items())
         state = "trained" if self._history else "untrained"
-        return f"PoEVAE({mods}; n_latent={self.module.n_latent}, fusion={self.module.fusion!r}; {state})"
+        return f"PoEVAE({mods}; n_latent={self.module_config.n_latent}, fusion={self.module_config.fusion!r}; {state})"
 
     # --- setup -------------------------------------------------------------------------
     @classmethod
     def setup_mudata(
         cls,
         mdata,
-        modalities: dict[str, str],
+        likelihoods: dict[str, str] | None = None,
         batch_key: str | None = None,
         layers: dict[str, str | None] | None = None,
         categorical_covariate_keys: list[str] | None = None,
         mask_keys: dict[str, str] | None = None,
         mmd_key: str | None = None,
+        *,
+        modalities: dict[str, str] | None = None,
     ) -> None:
-        """Record which modalities to model and how; validates, never modifies ``mdata``.
+        """Record which modalities to model and how, after checking every value once.
 
         A cell *has* a modality when it is in that modality's AnnData (MuData's
         ``obsmap``) and, if ``mask_keys`` names a boolean obs column for the modality,
@@ -175,14 +181,20 @@ class PoEVAE:
         such a row is observed data (zero counts). For an absent modality the expert
         leaves the posterior and the likelihood is masked.
 
+        The record is written to ``mdata.uns["_spatial_mg_setup"]`` (a JSON string), the
+        one change setup makes to ``mdata`` (as scvi-tools keeps its registry in ``uns``):
+        copies of ``mdata`` and h5mu files of it stay set up. :class:`PoEVAE` reads it and
+        does not check the values again; set up again after changing the data.
+
         Parameters
         ----------
         mdata
             MuData; cells may have any subset of the modalities (mosaic data).
-        modalities
+        likelihoods
             Modality name -> likelihood: ``"nb"`` (raw counts), ``"gaussian"``
             (intensities, CLR proteins; standardised per feature inside the model and
-            returned in the input units), ``"bernoulli"`` (binarised ATAC).
+            returned in the input units), ``"bernoulli"`` (binarised ATAC). For paired
+            Visium and MSI: :data:`spatial_mg._constants.PAIRED_LIKELIHOODS`.
         batch_key
             Obs column of the batch; enters the networks as a learned embedding, drives
             ``dispersion="feature-batch"`` and, by default, the batch MMD.
@@ -196,56 +208,73 @@ class PoEVAE:
             that modality should count as missing (False) although the cell is listed.
         mmd_key
             Obs column whose groups the batch MMD aligns (default ``batch_key``).
+        modalities
+            Deprecated name of ``likelihoods``.
 
         Notes
         -----
         Obs columns are read from ``mdata.obs``, else pooled from the modalities' obs.
         Features are recorded in order; later data are aligned to them by name.
         """
-        registry = build_registry(mdata, modalities, batch_key, layers, categorical_covariate_keys, mask_keys, mmd_key)
-        read_data(mdata, registry)  # validate values now, not at training time
-        remember(mdata, registry)
+        if modalities is not None:
+            if likelihoods is not None:
+                raise TypeError("give likelihoods= alone (modalities= is its deprecated name), not both")
+            warnings.warn(
+                "setup_mudata(modalities=...) is deprecated; pass the same dict as likelihoods=...",
+                FutureWarning,
+                stacklevel=2,
+            )
+            likelihoods = modalities
+        if likelihoods is None:
+            raise TypeError('setup_mudata needs likelihoods=, e.g. {"rna": "nb", "msi": "gaussian"}')
+        registry = build_registry(mdata, likelihoods, batch_key, layers, categorical_covariate_keys, mask_keys, mmd_key)
+        read_data(mdata, registry)  # every value checked here, once: not again at training time
+        store_setup(mdata, registry)
 
     # --- training ----------------------------------------------------------------------
     def train(
         self,
-        max_epochs: int | None = None,
-        batch_size: int | None = None,
-        accelerator: str = "auto",
-        lr: float = 3e-3,
-        weight_decay: float = 1e-2,
-        validation_fraction: float = 0.1,
-        early_stopping: bool = True,
-        patience: int = 20,
-        min_delta: float = 0.0,
-        lr_patience: int | None = None,
-        lr_factor: float = 0.5,
-        ema_epochs: float | None = 20.0,
-        gradient_clip: float | None = 10.0,
-        kl_warmup_epochs: int | None = None,
-        kl_weight: float = 0.5,
-        checkpoint_dir: str | os.PathLike | None = None,
-        checkpoint_every: int = 1,
-        resume: bool = False,
-        progress_bar: bool = True,
-        seed: int | None = None,
+        max_epochs: int | None = TrainingConfig.max_epochs,
+        batch_size: int | None = TrainingConfig.batch_size,
+        accelerator: str | torch.device = TrainingConfig.accelerator,
+        lr: float = TrainingConfig.lr,
+        weight_decay: float = TrainingConfig.weight_decay,
+        validation_fraction: float = TrainingConfig.validation_fraction,
+        early_stopping: bool = TrainingConfig.early_stopping,
+        patience: int = TrainingConfig.patience,
+        min_delta: float = TrainingConfig.min_delta,
+        lr_patience: int | None = TrainingConfig.lr_patience,
+        lr_factor: float = TrainingConfig.lr_factor,
+        ema_epochs: float | None = TrainingConfig.ema_epochs,
+        gradient_clip: float | None = TrainingConfig.gradient_clip,
+        kl_warmup_epochs: int | None = TrainingConfig.kl_warmup_epochs,
+        kl_weight: float = TrainingConfig.kl_weight,
+        checkpoint_dir: str | os.PathLike | None = TrainingConfig.checkpoint_dir,
+        checkpoint_every: int = TrainingConfig.checkpoint_every,
+        resume: bool = TrainingConfig.resume,
+        progress_bar: bool = TrainingConfig.progress_bar,
+        seed: int | None = TrainingConfig.seed,
     ) -> PoEVAE:
         """Fit the model by stochastic variational inference (Adam on the negative ELBO).
+
+        The defaults are :class:`~spatial_mg.model.TrainingConfig`'s.
 
         Parameters
         ----------
         max_epochs
-            Default ``min(400, round(400 * 20000 / n_cells))``, at least 20.
+            None: :func:`~spatial_mg.model.default_max_epochs` of the number of cells
+            (fewer epochs on more cells).
         batch_size
-            Cells per step; default 128. Larger batches run faster (on a GPU many times
-            faster), and may need a larger ``lr``.
+            Cells per step (None: the default). Larger batches run faster (on a GPU many
+            times faster), and may need a larger ``lr``.
         accelerator
             ``"auto"`` (CUDA if available), ``"cpu"``, ``"gpu"`` or ``"cuda:i"``. The
             whole data set is kept on the device (sparse counts as CSR).
         lr, weight_decay
-            Adam settings (weight decay as L2 on the gradient). The defaults, with
-            ``batch_size`` 128, ``kl_weight`` 0.5 and ``modality_dropout`` 0.5, are the
-            best of the settings compared by ``benchmarks/prediction_sweep.py``.
+            Adam settings (weight decay as L2 on the gradient). The defaults go together
+            with those of ``batch_size``, ``kl_weight`` and ``modality_dropout``: the best
+            of the settings compared by ``benchmarks/prediction_sweep.py`` (figures in
+            ``benchmarks/results/model_notes.md``).
         validation_fraction
             Share of cells held out (seeded) to compute the validation loss each epoch.
         early_stopping, patience, min_delta
@@ -260,18 +289,18 @@ class PoEVAE:
             Keep an exponential moving average of the weights (Polyak averaging) over
             about this many epochs, and early in training over about the last tenth of
             the steps taken, so untrained weights fade out; validation, early stopping
-            and the final weights use the average. None: the optimiser's weights. The
-            default 20 raised the median Pearson margin over the better of ridge and kNN
-            from +0.014 to +0.019 over 10 synthetic seeds (``prediction_sweep.py``).
+            and the final weights use the average. It smooths out the wander of the
+            weights with the minibatch noise, which on a few thousand cells moves
+            predictions as much as a change of seed. None: the optimiser's weights.
         gradient_clip
             Maximum global gradient norm (None: no clipping).
         kl_warmup_epochs
-            The KL weight rises linearly to ``kl_weight`` over these epochs; default
-            ``max_epochs // 4``.
+            The KL weight rises linearly to ``kl_weight`` over these epochs; None:
+            :func:`~spatial_mg.model.default_kl_warmup_epochs` (a quarter of ``max_epochs``).
         kl_weight
             Final weight of the KL term (1: the ELBO; below 1 a sharper, less regularised
-            posterior, as in a beta-VAE). Default 0.5, which predicted held-out modalities
-            better than 1 on the synthetic benchmark. The validation loss uses it too.
+            posterior, as in a beta-VAE; the default, with ``modality_dropout`` 0.5,
+            predicted held-out modalities better than 1). The validation loss uses it too.
         checkpoint_dir
             Folder for ``last.ckpt``, written atomically every ``checkpoint_every`` epochs.
         resume
@@ -280,7 +309,7 @@ class PoEVAE:
         progress_bar
             Show a tqdm bar over epochs.
         seed
-            Seeds the split, the shuffling and the sampling; default the model's seed.
+            Seeds the split, the shuffling and the sampling; None: the model's seed.
 
         Returns
         -------
@@ -292,43 +321,21 @@ class PoEVAE:
             A loss term became NaN; names the term and the epoch and restores the weights
             of the last finished epoch.
         """
+        settings = TrainingConfig(**{k: v for k, v in locals().items() if k != "self"})  # each argument is a field
         if self._host is None:
             raise ValueError("this model has no training data (it was loaded); use PoEVAE.load(path, mdata=...)")
         n = self._host.n_obs
-        max_epochs = int(max_epochs if max_epochs is not None else max(20, min(400, round(400 * 20000 / n))))
-        seed = self.seed if seed is None else int(seed)
-        device = _device(accelerator)
-        if not 0 <= validation_fraction < 1:
-            raise ValueError(f"validation_fraction must be in [0, 1), not {validation_fraction}")
-        order = np.random.default_rng(seed).permutation(n)
-        n_val = int(round(validation_fraction * n)) if n >= 20 else 0
-        config = TrainingConfig(
-            max_epochs=max_epochs,
-            batch_size=int(batch_size or 128),
-            lr=lr,
-            weight_decay=weight_decay,
-            early_stopping=early_stopping,
-            patience=patience,
-            min_delta=min_delta,
-            lr_patience=lr_patience,
-            lr_factor=lr_factor,
-            ema_epochs=None if ema_epochs is None else float(ema_epochs),
-            gradient_clip=gradient_clip,
-            kl_warmup_epochs=max_epochs // 4 if kl_warmup_epochs is None else int(kl_warmup_epochs),
-            kl_weight=float(kl_weight),
-            checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
-            checkpoint_every=checkpoint_every,
-            resume=resume,
-            progress_bar=progress_bar,
-            seed=seed,
-        )
+        device = _device(settings.accelerator)
+        config = settings.resolve(n, self.seed)
+        order = np.random.default_rng(config.seed).permutation(n)
+        n_val = int(round(config.validation_fraction * n)) if n >= 20 else 0
         self.module.to(device)
         data = DeviceData(self._host, self.registry, device)
         val_idx = torch.as_tensor(np.sort(order[:n_val]), device=device)
         train_idx = torch.as_tensor(np.sort(order[n_val:]), device=device)
-        fingerprint = self._fingerprint(n, validation_fraction, seed)
+        fingerprint = self._fingerprint(n, config.validation_fraction, config.seed)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
+            torch.manual_seed(config.seed)
             trainer = Trainer(self.module, data, train_idx, val_idx, config, fingerprint, self._history)
             try:
                 trainer.fit()
@@ -338,7 +345,7 @@ class PoEVAE:
         return self
 
     def _fingerprint(self, n_obs: int, validation_fraction: float, seed: int) -> str:
-        text = json.dumps([self.registry.to_json(), self._module_kwargs, n_obs, validation_fraction, seed], default=str)
+        text = json.dumps([self.registry.to_json(), self.module_config.to_dict(), n_obs, validation_fraction, seed], default=str)
         return hashlib.sha1(text.encode()).hexdigest()
 
     @property
@@ -405,15 +412,7 @@ class PoEVAE:
             raise KeyError(f"unknown modality {modality!r}; the model has {self.registry.names}")
         host = self._read(mdata, modality)
         self.module.eval()
-        out = []
-        for batch in self._batches(host, batch_size):
-            post, mu, logvar = self.module.posterior(batch, batch["mask"])
-            if modality is None:
-                out.append(post.mean)
-                continue
-            k = self.registry.names.index(modality)
-            loc, _ = product_of_experts(mu[k : k + 1], logvar[k : k + 1], batch["mask"][k : k + 1])
-            out.append(torch.where(batch["mask"][k].unsqueeze(-1), loc, torch.nan))
+        out = [self.module.latent_mean(batch, modality) for batch in self._batches(host, batch_size)]
         return torch.cat(out).cpu().numpy()
 
     @torch.no_grad()
@@ -471,37 +470,21 @@ class PoEVAE:
         if target not in self.registry.modalities:
             raise KeyError(f"unknown target {target!r}; the model has {self.registry.names}")
         host = self._read(query, modality, exclude=target)
-        t = self.registry.names.index(target)
-        blk = self.module.blocks[t]
         device = self.device
-        default_log_lib = math.log(library_size) if library_size else float(blk.typical_library.log())
         self.module.eval()
         means, stds, n_prior_only = [], [], 0
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
+            torch.manual_seed(seed)  # one stream over all batches: repeatable, not batch-size-free
             for batch in self._batches(host, batch_size):
-                mask = batch["mask"].clone()
-                has_target = mask[t].clone()
-                mask[t] = False
-                n_prior_only += int((~mask.any(0)).sum())
-                post, _, _ = self.module.posterior(batch, mask)
-                cov = self.module.embed(batch["codes"])
-                batch_codes = self.module._batch_codes(batch["codes"])
-                log_lib = torch.where(has_target, batch["log_library"][target], default_log_lib)
-                first = torch.zeros((), device=device)
-                second = torch.zeros((), device=device)
-                for _ in range(n_samples):
-                    m, v = blk.predictive_moments(post.rsample(), cov, log_lib, batch_codes, normalize)
-                    first = first + m
-                    second = second + v + m**2
-                mean = first / n_samples
+                mean, std, prior_only = self.module.posterior_predictive(batch, target, n_samples, normalize, library_size)
                 means.append(mean)
-                stds.append((second / n_samples - mean**2).clamp(min=0).sqrt())
+                stds.append(std)
+                n_prior_only += int(prior_only.sum())
         if n_prior_only:
             warnings.warn(
                 f"{n_prior_only} cell(s) have no modality other than '{target}': their prediction is the "
                 "prior's (the same population average for all of them)",
-                stacklevel=2,
+                stacklevel=3,  # past torch.no_grad's wrapper, to the caller
             )
         obs = query.obs.reindex(host.obs_names).copy() if hasattr(query, "obs") else pd.DataFrame(index=host.obs_names)
         out = ad.AnnData(
@@ -539,7 +522,7 @@ class PoEVAE:
                 {
                     "format_version": _FORMAT_VERSION,
                     "state_dict": state,
-                    "module_kwargs": self._module_kwargs,
+                    "module_config": self.module_config.to_dict(),
                     "seed": self.seed,
                     "history": self._history,
                     "frozen_reference": self._frozen_reference,
@@ -557,29 +540,35 @@ class PoEVAE:
         path
             The model folder.
         mdata
-            Optional data to attach (checked against the saved registry), for further
-            training or as the default of :meth:`get_latent_representation`.
+            Optional data to attach (checked against the saved registry; left unchanged),
+            for further training or as the default of :meth:`get_latent_representation`.
         accelerator
             Device to load onto.
+
+        Notes
+        -----
+        Reads both formats :meth:`save` has written: ``model.pt`` with ``module_config``
+        (format 2) and with ``module_kwargs`` (format 1).
         """
         path = Path(path)
         weights = path / MODEL_WEIGHTS_FILE
         if not weights.is_file():
             raise FileNotFoundError(f"no saved PoEVAE in '{path}' ({MODEL_WEIGHTS_FILE} missing)")
         saved = torch.load(weights, map_location="cpu", weights_only=True)
+        version = saved.get("format_version")
+        if version not in (1, _FORMAT_VERSION):
+            raise ValueError(
+                f"'{weights}' has format version {version}; this spatial_mg reads 1 to {_FORMAT_VERSION}: "
+                "update spatial_mg to load it"
+            )
         registry = Registry.from_json((path / MODEL_REGISTRY_FILE).read_text())
-        kwargs = saved["module_kwargs"]
-        kwargs["modalities"] = [tuple(m) for m in kwargs["modalities"]]
-        kwargs["covariate_sizes"] = [tuple(c) for c in kwargs["covariate_sizes"]]
-        module = PoEModule(**kwargs)
+        config = ModuleConfig.from_dict(saved["module_config" if version >= 2 else "module_kwargs"])
+        module = config.build(saved["seed"])
         module.load_state_dict(saved["state_dict"])
         module.to(_device(accelerator)).eval()
-        host = None
-        if mdata is not None:
-            host = read_data(mdata, registry)
-            remember(mdata, registry)
+        host = None if mdata is None else read_data(mdata, registry)  # new to this model: validated
         model = cls.__new__(cls)
-        return model._assemble(registry, module, kwargs, saved["seed"], host, mdata, saved["history"], saved["frozen_reference"])
+        return model._assemble(registry, module, config, saved["seed"], host, mdata, saved["history"], saved["frozen_reference"])
 
     # --- query mapping -----------------------------------------------------------------
     @classmethod
@@ -615,22 +604,10 @@ class PoEVAE:
         A new PoEVAE on the query (and reference) cells; call :meth:`train` on it.
         """
         ref = reference_model
-        registry = ref.registry
-        extended = {}
-        for key, cats in registry.covariates.items():
-            new = [c for c in categories_of(query_mdata, key) if c not in cats]
-            extended[key] = [*cats, *new]
-        query_registry = registry.with_categories(extended)
-        old_sizes = [a + b for a, b in ref._module_kwargs["covariate_sizes"]]
-        new_counts = [len(extended[k]) - n for k, n in zip(registry.covariates, old_sizes)]
-        kwargs = dict(ref._module_kwargs)
-        kwargs["n_mmd_groups"] = len(query_registry.mmd_categories)
-        if query_in_train:
-            kwargs["covariate_sizes"] = [(n + k, 0) for n, k in zip(old_sizes, new_counts)]
-        else:
-            kwargs["covariate_sizes"] = list(zip(old_sizes, new_counts))
-        module = PoEModule(**kwargs)
-        _transfer_weights(ref.module, module)
+        query_registry = ref.registry.with_categories_of(query_mdata)
+        config = ref.module_config.for_query(query_registry, query_in_train)
+        module = config.build(ref.seed)
+        module.copy_reference(ref.module)
         module.to(ref.device)
         mod = None if hasattr(query_mdata, "mod") else ref._anndata_modality(query_mdata, None)
         host = read_data(query_mdata, query_registry, what="query", anndata_modality=mod, require_all=False)
@@ -640,7 +617,7 @@ class PoEVAE:
                 raise ValueError("query_in_train needs the reference data: pass reference_mdata=...")
             host = read_data(ref_data, query_registry, what="reference data", require_all=False).concat(host)
         model = cls.__new__(cls)
-        return model._assemble(query_registry, module, kwargs, ref.seed, host, query_mdata, frozen=not query_in_train)
+        return model._assemble(query_registry, module, config, ref.seed, host, query_mdata, frozen=not query_in_train)
 
 
 def _spatial_of(query, names: pd.Index) -> np.ndarray | None:
@@ -655,43 +632,3 @@ def _spatial_of(query, names: pd.Index) -> np.ndarray | None:
         if (rows >= 0).all():
             return np.asarray(obsm[SPATIAL_KEY])[rows].copy()
     return None
-
-
-def _fit_data_scales(module: PoEModule, host: HostData, registry: Registry) -> None:
-    """Record per-feature standardisation (Gaussian) and the median library (NB) in buffers."""
-    for name, blk in zip(module.names, module.blocks):
-        data = host.modalities[name]
-        if blk.likelihood == "gaussian":
-            mean, std = feature_moments(data)
-            flat = std <= 1e-8 * np.maximum(1.0, np.abs(mean))
-            if flat.any():
-                feats = [f for f, b in zip(registry.modalities[name].features, flat) if b]
-                warnings.warn(
-                    f"modality '{name}': {len(feats)} feature(s) have zero variance (e.g. {feats[:3]}); they are "
-                    "modelled unscaled and predicted as their constant value",
-                    stacklevel=3,
-                )
-                std = np.where(flat, 1.0, std)
-            blk.center.copy_(torch.as_tensor(mean, dtype=torch.float32))
-            blk.spread.copy_(torch.as_tensor(std, dtype=torch.float32))
-        elif blk.likelihood == "nb":
-            library = data.library[np.unique(data.rowmap[data.present])]
-            blk.typical_library.fill_(float(np.median(library)) if library.size else NORMALIZE_TARGET_SUM)
-
-
-def _transfer_weights(source: PoEModule, target: PoEModule) -> None:
-    """Copy every weight; embedding tables merge the source's rows as the new reference."""
-    src = source.state_dict()
-    state = target.state_dict()
-    for key in state:
-        prefix, _, leaf = key.rpartition(".")
-        if leaf == "reference" and f"{prefix}.new" in src:
-            merged = torch.cat([src[key], src[f"{prefix}.new"]])
-            n_ref, n_new = state[key].shape[0], state[f"{prefix}.new"].shape[0]
-            # categories the source lacks start at its mean row: a neutral first guess
-            fill = merged.mean(0, keepdim=True).expand(n_ref + n_new - merged.shape[0], -1)
-            full = torch.cat([merged, fill])
-            state[key], state[f"{prefix}.new"] = full[:n_ref].clone(), full[n_ref:].clone()
-        elif leaf != "new":
-            state[key] = src[key].clone()
-    target.load_state_dict(state)

@@ -129,6 +129,15 @@ class ModalityBlock(nn.Module):
         self.register_buffer("spread", torch.ones(n_features))
         self.register_buffer("typical_library", torch.tensor(NORMALIZE_TARGET_SUM))
 
+    def set_scales(self, center=None, spread=None, typical_library: float | None = None) -> None:
+        """Fill the data-scale buffers (see :func:`spatial_mg.model._data.data_scales`)."""
+        if center is not None:
+            self.center.copy_(torch.as_tensor(center, dtype=torch.float32))
+        if spread is not None:
+            self.spread.copy_(torch.as_tensor(spread, dtype=torch.float32))
+        if typical_library is not None:
+            self.typical_library.fill_(typical_library)
+
     # --- guide side ---------------------------------------------------------------------
     def encoder_input(self, x: torch.Tensor, log_library: torch.Tensor) -> torch.Tensor:
         if self.likelihood == "nb":  # log1p of counts per 10k: the usual scale for an MLP
@@ -383,6 +392,91 @@ class PoEModule(nn.Module):
         cov = self.embed(batch["codes"])
         mu, logvar = self.experts(batch, cov)
         return self.fuse(mu, logvar, mask), mu, logvar
+
+    @torch.no_grad()
+    def latent_mean(self, batch: dict, modality: str | None = None) -> torch.Tensor:
+        """Posterior mean of the latent, ``(cells, n_latent)``.
+
+        ``modality`` None: the joint posterior of the cell's present modalities. A name:
+        that modality's expert with the prior alone; NaN for cells that lack it.
+        """
+        post, mu, logvar = self.posterior(batch, batch["mask"])
+        if modality is None:
+            return post.mean
+        k = self.names.index(modality)
+        loc, _ = product_of_experts(mu[k : k + 1], logvar[k : k + 1], batch["mask"][k : k + 1])
+        return torch.where(batch["mask"][k].unsqueeze(-1), loc, torch.nan)
+
+    @torch.no_grad()
+    def posterior_predictive(
+        self,
+        batch: dict,
+        target: str,
+        n_samples: int,
+        normalize: bool = False,
+        library_size: float | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Posterior-predictive mean and standard deviation of ``target`` given the cell's
+        *other* modalities: ``E_q(z | x_others)[p(x_target | z)]`` by ``n_samples`` latent
+        draws from the global torch generator (seed it for repeatable draws).
+
+        The variance is by the law of total variance: the mean over draws of ``Var[x | z]``
+        plus the variance over draws of ``E[x | z]``. NB targets are predicted at the
+        cell's own library size where the batch has its target counts, else at
+        ``library_size`` (default: the typical library of the training data).
+
+        Returns
+        -------
+        Mean and standard deviation ``(cells, target features)`` in data units (see
+        :meth:`ModalityBlock.predictive_moments`), and a ``(cells,)`` bool: cells with no
+        modality other than the target, whose prediction is the prior's.
+        """
+        t = self.names.index(target)
+        blk = self.blocks[t]
+        default_log_lib = math.log(library_size) if library_size else float(blk.typical_library.log())
+        mask = batch["mask"].clone()
+        has_target = mask[t].clone()
+        mask[t] = False
+        post, _, _ = self.posterior(batch, mask)
+        cov = self.embed(batch["codes"])
+        batch_codes = self._batch_codes(batch["codes"])
+        log_lib = torch.where(has_target, batch["log_library"][target], default_log_lib)
+        first = torch.zeros((), device=cov.device)
+        second = torch.zeros((), device=cov.device)
+        for _ in range(n_samples):
+            m, v = blk.predictive_moments(post.rsample(), cov, log_lib, batch_codes, normalize)
+            first = first + m
+            second = second + v + m**2
+        mean = first / n_samples
+        std = (second / n_samples - mean**2).clamp(min=0).sqrt()
+        return mean, std, ~mask.any(0)
+
+    # --- data scales and query surgery ----------------------------------------------------
+    def set_data_scales(self, scales: dict[str, dict]) -> None:
+        """Set each modality's data scales (standardisation, typical library) from
+        ``scales``: name -> keyword arguments of :meth:`ModalityBlock.set_scales`."""
+        for name, blk in zip(self.names, self.blocks):
+            blk.set_scales(**scales.get(name, {}))
+
+    def copy_reference(self, reference: PoEModule) -> None:
+        """Query surgery: take every weight of ``reference``. An embedding table takes the
+        reference's rows (its reference rows, then its new ones) first; rows for categories
+        the reference lacks start at the mean of its rows, a neutral first guess. Which of
+        them are reference rows (frozen) or new rows is this module's split
+        (:meth:`ModuleConfig.for_query`)."""
+        src = reference.state_dict()
+        state = self.state_dict()
+        for key in state:
+            prefix, _, leaf = key.rpartition(".")
+            if leaf == "reference" and f"{prefix}.new" in src:
+                merged = torch.cat([src[key], src[f"{prefix}.new"]])
+                n_ref, n_new = state[key].shape[0], state[f"{prefix}.new"].shape[0]
+                fill = merged.mean(0, keepdim=True).expand(n_ref + n_new - merged.shape[0], -1)
+                full = torch.cat([merged, fill])
+                state[key], state[f"{prefix}.new"] = full[:n_ref].clone(), full[n_ref:].clone()
+            elif leaf != "new":
+                state[key] = src[key].clone()
+        self.load_state_dict(state)
 
     def freeze_reference(self) -> None:
         """scArches surgery: only the rows that new categories added stay trainable."""

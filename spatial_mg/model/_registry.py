@@ -1,21 +1,21 @@
 """What ``PoEVAE.setup_mudata`` records about a MuData: modalities, features, covariates.
 
-The registry is plain data (JSON round-trip) and is saved beside the weights, so a loaded
-model can check and align any query without the training data. It is kept outside the
-MuData (inputs are never modified): a class-level store keyed by the object's identity,
-as long as the object lives.
+The registry is plain data (JSON round-trip). Setup stores it in the MuData's ``uns`` as
+a JSON string (scvi-tools' habit), so it travels with copies and with the h5mu file; a
+model saves it beside the weights, so a loaded model can check and align any query
+without the training data.
 """
 
 from __future__ import annotations
 
 import json
-import weakref
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from .._constants import LIKELIHOODS
+from .._constants import LIKELIHOODS, SETUP_UNS_KEY
 
 
 @dataclass
@@ -51,10 +51,14 @@ class Registry:
         raw["modalities"] = {k: ModalityEntry(**v) for k, v in raw["modalities"].items()}
         return cls(**raw)
 
-    def with_categories(self, covariates: dict[str, list[str]]) -> Registry:
-        """A copy whose covariates have these (extended) category lists."""
+    def with_categories_of(self, data) -> Registry:
+        """A copy whose covariates also have the categories of ``data`` that are new, after
+        the known ones (in the order the embedding tables grow)."""
+        covariates = {}
+        for key, known in self.covariates.items():
+            covariates[key] = [*known, *(c for c in categories_of(data, key) if c not in known)]
         new = Registry.from_json(self.to_json())
-        new.covariates = {k: list(v) for k, v in covariates.items()}
+        new.covariates = covariates
         if new.mmd_key in covariates:
             new.mmd_categories = list(covariates[new.mmd_key])
         return new
@@ -107,7 +111,7 @@ def categories_of(data, key: str) -> list[str]:
 
 def build_registry(
     mdata,
-    modalities: dict[str, str],
+    likelihoods: Mapping[str, str],
     batch_key: str | None,
     layers: dict[str, str | None] | None,
     categorical_covariate_keys: list[str] | None,
@@ -115,18 +119,18 @@ def build_registry(
     mmd_key: str | None,
 ) -> Registry:
     """Validate the setup arguments against ``mdata`` and record them."""
-    if not isinstance(modalities, dict) or not modalities:
-        raise TypeError('modalities must be a non-empty dict such as {"rna": "nb", "msi": "gaussian"}')
+    if not isinstance(likelihoods, Mapping) or not likelihoods:
+        raise TypeError('likelihoods must be a non-empty dict such as {"rna": "nb", "msi": "gaussian"}')
     mods = getattr(mdata, "mod", None)
     if mods is None:
         raise TypeError(f"setup_mudata needs a MuData, got {type(mdata).__name__}; wrap it: mudata.MuData({{'rna': adata}})")
     layers, mask_keys = dict(layers or {}), dict(mask_keys or {})
     for extra, what in ((layers, "layers"), (mask_keys, "mask_keys")):
-        unknown = set(extra) - set(modalities)
+        unknown = set(extra) - set(likelihoods)
         if unknown:
-            raise KeyError(f"{what} names modalities not in `modalities`: {sorted(unknown)}")
+            raise KeyError(f"{what} names modalities not in `likelihoods`: {sorted(unknown)}")
     entries = {}
-    for name, likelihood in modalities.items():
+    for name, likelihood in likelihoods.items():
         if name not in mods:
             raise KeyError(f"modality '{name}' is not in the MuData; it has {sorted(mods)}")
         if likelihood not in LIKELIHOODS:
@@ -154,20 +158,23 @@ def build_registry(
     return Registry(entries, covariates, batch_key, mmd_key, mmd_categories)
 
 
-# --- the store: registries of live MuData objects, keyed by identity ----------------------
-_STORE: dict[int, tuple[weakref.ref, Registry]] = {}
+# --- the setup record in the MuData ----------------------------------------------------
+def store_setup(mdata, registry: Registry) -> None:
+    """Write ``registry`` into ``mdata.uns`` (the one change setup makes to the data)."""
+    mdata.uns[SETUP_UNS_KEY] = registry.to_json()
 
 
-def remember(mdata, registry: Registry) -> None:
-    key = id(mdata)
-    _STORE[key] = (weakref.ref(mdata, lambda _: _STORE.pop(key, None)), registry)
-
-
-def lookup(mdata) -> Registry | None:
-    entry = _STORE.get(id(mdata))
-    if entry is None or entry[0]() is not mdata:
+def read_setup(data) -> Registry | None:
+    """The registry that setup stored in ``data.uns``, or None if it was not set up."""
+    text = getattr(data, "uns", {}).get(SETUP_UNS_KEY)
+    if text is None:
         return None
-    return entry[1]
+    try:
+        return Registry.from_json(str(text))
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        raise ValueError(
+            f"uns['{SETUP_UNS_KEY}'] does not hold a setup of PoEVAE.setup_mudata ({err}); run setup_mudata again"
+        ) from err
 
 
 def codes_for(values: pd.Series, categories: list[str], key: str) -> np.ndarray:

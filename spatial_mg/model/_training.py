@@ -17,41 +17,17 @@ from __future__ import annotations
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from .._atomic import atomic_file
 from .._constants import CHECKPOINT_FILE
+from ._config import TrainingConfig
 from ._data import DeviceData
 from ._flat import FlatParameters
 from ._module import PoEModule
-
-
-@dataclass
-class TrainingConfig:
-    """Optimisation settings (see :meth:`PoEVAE.train` for their meaning)."""
-
-    max_epochs: int
-    batch_size: int = 128
-    lr: float = 3e-3
-    weight_decay: float = 1e-2
-    early_stopping: bool = True
-    patience: int = 20
-    min_delta: float = 0.0
-    lr_patience: int | None = None
-    lr_factor: float = 0.5
-    ema_epochs: float | None = 20.0
-    gradient_clip: float | None = 10.0
-    kl_warmup_epochs: int = 0
-    kl_weight: float = 0.5
-    eval_batch_size: int = 4096
-    checkpoint_dir: str | None = None
-    checkpoint_every: int = 1
-    resume: bool = False
-    progress_bar: bool = True
-    seed: int = 0
 
 
 def _adam(params: list[torch.nn.Parameter], config: TrainingConfig) -> torch.optim.Adam:
@@ -88,7 +64,7 @@ class Trainer:
     train_idx, val_idx
         Cell indices (device tensors) of the training and validation sets.
     config
-        Optimisation settings.
+        The settings, resolved (:meth:`TrainingConfig.resolve`: no None where a rule applies).
     fingerprint
         Identifies model and data; a checkpoint with another fingerprint is refused.
     history

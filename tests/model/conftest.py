@@ -16,7 +16,7 @@ def mdata() -> md.MuData:
 def trained(mdata):
     from spatial_mg.model import PoEVAE
 
-    PoEVAE.setup_mudata(mdata, modalities={"rna": "nb", "msi": "gaussian"})
+    PoEVAE.setup_mudata(mdata, likelihoods={"rna": "nb", "msi": "gaussian"})
     model = PoEVAE(mdata, n_latent=4, n_hidden=16)
     model.train(**QUICK)
     return model

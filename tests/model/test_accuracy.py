@@ -23,7 +23,7 @@ def _benchmarks():
 def test_rna_alone_predicts_metabolites_of_unseen_spots():
     data = paired(n=300, n_genes=40, n_mets=8, seed=3)
     train, test = data[:220].copy(), data[220:].copy()
-    PoEVAE.setup_mudata(train, modalities={"rna": "nb", "msi": "gaussian"})
+    PoEVAE.setup_mudata(train, likelihoods={"rna": "nb", "msi": "gaussian"})
     model = PoEVAE(train, n_latent=6, n_hidden=32)
     model.train(max_epochs=15, batch_size=64, lr=3e-3, progress_bar=False, accelerator="cpu")
     pred = model.predict(test["rna"], target="msi")

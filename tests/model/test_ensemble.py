@@ -11,7 +11,7 @@ from poevae_data import QUICK, paired
 @pytest.fixture(scope="module")
 def two_models():
     mdata = paired()
-    PoEVAE.setup_mudata(mdata, modalities={"rna": "nb", "msi": "gaussian"})
+    PoEVAE.setup_mudata(mdata, likelihoods={"rna": "nb", "msi": "gaussian"})
     models = [PoEVAE(mdata, n_latent=4, n_hidden=16, seed=s).train(**QUICK) for s in (0, 1)]
     return mdata, models
 
@@ -38,7 +38,7 @@ def test_needs_two_models_with_the_same_target_features(two_models):
     other = paired(seed=3)
     other.mod["msi"].var_names = [f"other_{v}" for v in other["msi"].var_names]
     other.update()
-    PoEVAE.setup_mudata(other, modalities={"rna": "nb", "msi": "gaussian"})
+    PoEVAE.setup_mudata(other, likelihoods={"rna": "nb", "msi": "gaussian"})
     stranger = PoEVAE(other, n_latent=4, n_hidden=16).train(**QUICK)
     with pytest.raises(ValueError, match="same 'msi' features"):
         predict_ensemble([models[0], stranger], mdata["rna"])

@@ -1,13 +1,16 @@
 """PoEVAE, the user class: training, inference, persistence, checkpoints, bad input."""
 
 import warnings
+from pathlib import Path
 
+import mudata as md
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
 
+from spatial_mg._constants import SETUP_UNS_KEY
 from spatial_mg.model import PoEVAE
 from spatial_mg.model import _training
 
@@ -17,7 +20,7 @@ SMALL = dict(n_latent=4, n_hidden=16)
 
 
 def _setup(mdata, **kw):
-    PoEVAE.setup_mudata(mdata, modalities={"rna": "nb", "msi": "gaussian"}, **kw)
+    PoEVAE.setup_mudata(mdata, likelihoods={"rna": "nb", "msi": "gaussian"}, **kw)
     return mdata
 
 
@@ -47,14 +50,55 @@ def test_inputs_are_never_modified(mdata):
     before = {m: mdata[m].copy() for m in mdata.mod}
     obs, uns, obsm = mdata.obs.copy(), set(mdata.uns), set(mdata.obsm)
     _setup(mdata, batch_key="section")
+    assert set(mdata.uns) == uns | {SETUP_UNS_KEY}  # setup's one, documented, change
+    setup = dict(mdata.uns)
     model = PoEVAE(mdata, **SMALL)
     model.train(**QUICK)
     model.predict(mdata["rna"], target="msi")
+    model.get_latent_representation(mdata)
     for m in ("rna", "msi"):
         a, b = mdata[m].X, before[m].X
         assert (a != b).nnz == 0 if sp.issparse(a) else np.array_equal(a, b)
-        assert mdata[m].obs.equals(before[m].obs) and not mdata[m].layers.keys()
-    assert mdata.obs.equals(obs) and set(mdata.uns) == uns and set(mdata.obsm) == obsm
+        assert mdata[m].obs.equals(before[m].obs) and not mdata[m].layers.keys() and not mdata[m].uns
+    assert mdata.obs.equals(obs) and dict(mdata.uns) == setup and set(mdata.obsm) == obsm
+
+
+def test_setup_travels_with_copies_and_h5mu_files(mdata, tmp_path):
+    _setup(mdata, batch_key="section")
+    model = PoEVAE(mdata, **SMALL).train(**QUICK)
+    copied = PoEVAE(mdata.copy(), **SMALL).train(**QUICK)
+    mdata.write(tmp_path / "set_up.h5mu")
+    reread = md.read_h5mu(tmp_path / "set_up.h5mu")
+    from_file = PoEVAE(reread, **SMALL).train(**QUICK)
+    assert copied.registry == model.registry == from_file.registry
+    z = model.get_latent_representation()
+    assert np.array_equal(copied.get_latent_representation(), z)
+    assert np.array_equal(from_file.get_latent_representation(), z)
+
+
+def test_values_are_checked_once_at_setup(mdata, monkeypatch):
+    from spatial_mg.model import _data
+
+    calls = []
+    real = _data.check_values
+    monkeypatch.setattr(_data, "check_values", lambda *a: calls.append(a[2]) or real(*a))
+    _setup(mdata)
+    assert len(calls) == 2  # rna and msi, scanned by setup
+    PoEVAE(mdata, **SMALL)
+    assert len(calls) == 2  # the model reads them without scanning again
+
+
+def test_modalities_keyword_is_deprecated_but_works(mdata):
+    with pytest.warns(FutureWarning, match="likelihoods="):
+        PoEVAE.setup_mudata(mdata, modalities={"rna": "nb", "msi": "gaussian"})
+    old = PoEVAE(mdata, **SMALL)
+    new = PoEVAE(_setup(paired()), **SMALL)
+    assert old.registry == new.registry
+    assert np.array_equal(old.get_latent_representation(), new.get_latent_representation())
+    with pytest.raises(TypeError, match="not both"):
+        PoEVAE.setup_mudata(mdata, likelihoods={"rna": "nb"}, modalities={"rna": "nb"})
+    with pytest.raises(TypeError, match="likelihoods="):
+        PoEVAE.setup_mudata(mdata)
 
 
 def test_seeded_runs_repeat_and_seeds_matter(mdata):
@@ -83,6 +127,30 @@ def test_save_load_predict_identical(trained, mdata, tmp_path):
     with pytest.raises(ValueError, match="no data"):
         loaded.get_latent_representation()
     trained.save(tmp_path / "model", overwrite=True)
+
+
+def test_load_with_data_leaves_the_data_alone(trained, tmp_path):
+    trained.save(tmp_path / "model")
+    fresh = paired()  # never set up
+    attached = PoEVAE.load(tmp_path / "model", mdata=fresh)
+    assert SETUP_UNS_KEY not in fresh.uns and not fresh.uns
+    assert np.array_equal(attached.get_latent_representation(), trained.get_latent_representation(fresh))
+    attached.train(**QUICK)
+    assert len(attached.history) == 2 * QUICK["max_epochs"]
+
+
+def test_models_saved_in_the_first_format_still_load():
+    """``data/model_v1`` was saved by the code of 69729af (``data/make_model_v1.py``)."""
+    saved = Path(__file__).parent / "data" / "model_v1"
+    assert torch.load(saved / "model.pt", weights_only=True)["format_version"] == 1
+    model = PoEVAE.load(saved)
+    mdata = paired(n=24, n_genes=6, n_mets=3, seed=0)
+    expected = np.load(saved / "expected.npz")
+    pred = model.predict(mdata["rna"], target="msi", return_std=True, n_samples=4)
+    np.testing.assert_allclose(pred.X, expected["msi"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pred.layers["std"], expected["msi_std"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.get_latent_representation(mdata), expected["z"], rtol=1e-5, atol=1e-6)
+    assert model.module_config.dispersion == "feature-batch" and model.module_config.covariate_sizes == ((2, 0),)
 
 
 def _weights(model):
@@ -206,7 +274,7 @@ def test_mosaic_cells_with_any_subset_train_as_one():
     from spatial_mg.datasets import synthetic_mosaic
 
     mdata = synthetic_mosaic(n_cells_per_batch=30, n_genes=40, n_peaks=50, n_proteins=10)
-    PoEVAE.setup_mudata(mdata, modalities={"rna": "nb", "atac": "bernoulli", "protein": "gaussian"}, batch_key="batch")
+    PoEVAE.setup_mudata(mdata, likelihoods={"rna": "nb", "atac": "bernoulli", "protein": "gaussian"}, batch_key="batch")
     model = PoEVAE(mdata, fusion="moe", heteroscedastic=True, **SMALL)
     model.train(**QUICK)
     assert np.isfinite(model.get_latent_representation()).all()
@@ -229,7 +297,7 @@ def test_query_surgery_freezes_every_reference_weight():
         {"r1": ("rna", "protein"), "r2": ("rna",), "q": ("rna", "protein")}, n_cells_per_batch=40, n_genes=40, n_proteins=10
     )
     ref, query = full[full.obs["batch"] != "q"].copy(), full[full.obs["batch"] == "q"].copy()
-    PoEVAE.setup_mudata(ref, modalities={"rna": "nb", "protein": "gaussian"}, batch_key="batch")
+    PoEVAE.setup_mudata(ref, likelihoods={"rna": "nb", "protein": "gaussian"}, batch_key="batch")
     model = PoEVAE(ref, dispersion="feature-batch", **SMALL)
     model.train(**QUICK)
     before = _weights(model)
@@ -287,15 +355,19 @@ def test_nan_in_gaussian_modality_is_refused(mdata):
 
 def test_named_but_absent_modality_layer_or_setup(mdata):
     with pytest.raises(KeyError, match="'atac' is not in the MuData"):
-        PoEVAE.setup_mudata(mdata, modalities={"rna": "nb", "atac": "bernoulli"})
+        PoEVAE.setup_mudata(mdata, likelihoods={"rna": "nb", "atac": "bernoulli"})
     with pytest.raises(KeyError, match="no layer 'counts'"):
-        PoEVAE.setup_mudata(mdata, modalities={"rna": "nb"}, layers={"rna": "counts"})
+        PoEVAE.setup_mudata(mdata, likelihoods={"rna": "nb"}, layers={"rna": "counts"})
     with pytest.raises(ValueError, match="likelihood"):
-        PoEVAE.setup_mudata(mdata, modalities={"rna": "poisson"})
+        PoEVAE.setup_mudata(mdata, likelihoods={"rna": "poisson"})
     with pytest.raises(ValueError, match="setup_mudata"):
         PoEVAE(paired())
+    garbled = paired()
+    garbled.uns[SETUP_UNS_KEY] = "{not json"
+    with pytest.raises(ValueError, match="run setup_mudata again"):
+        PoEVAE(garbled)
     with pytest.raises(ValueError, match="0 and 1"):
-        PoEVAE.setup_mudata(mdata, modalities={"msi": "bernoulli"})
+        PoEVAE.setup_mudata(mdata, likelihoods={"msi": "bernoulli"})
 
 
 def test_counts_layer_is_used_and_x_left_alone(mdata):

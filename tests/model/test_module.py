@@ -93,3 +93,30 @@ def test_modality_dropout_keeps_exactly_one_present_modality():
     multi = mask.sum(0) > 1
     assert (shown.sum(0)[multi] == 1).all() and not (shown & ~mask).any()
     assert torch.equal(shown[:, ~multi], mask[:, ~multi])
+
+
+def test_prediction_hides_the_target_from_the_encoders_and_flags_prior_only_cells():
+    module, batch = _module(), _batch()
+    torch.manual_seed(0)
+    mean, std, prior_only = module.posterior_predictive(batch, "msi", n_samples=8)
+    other = _batch()
+    other["x"]["msi"] += 5.0  # the target's own values must not matter
+    torch.manual_seed(0)
+    mean2, std2, _ = module.posterior_predictive(other, "msi", n_samples=8)
+    assert torch.equal(mean, mean2) and torch.equal(std, std2)
+    assert mean.shape == (10, 5) and (std > 0).all()
+    assert not prior_only.any()
+    only_msi = _batch()
+    only_msi["mask"][:, :4] = torch.tensor([False, True, False]).unsqueeze(1)
+    _, _, prior_only = module.posterior_predictive(only_msi, "msi", n_samples=2)
+    assert prior_only.tolist() == [True] * 4 + [False] * 6
+
+
+def test_latent_mean_of_one_modality_is_its_expert_with_the_prior_and_nan_where_absent():
+    module, batch = _module(), _batch()
+    z_msi = module.latent_mean(batch, "msi")
+    assert torch.isnan(z_msi[~batch["mask"][1]]).all()
+    alone = _batch()
+    alone["mask"][[0, 2]] = False  # msi the only modality: the joint posterior is its expert with the prior
+    present = batch["mask"][1]
+    assert torch.equal(z_msi[present], module.latent_mean(alone)[present])
