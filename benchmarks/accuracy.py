@@ -50,7 +50,7 @@ def metabolite_prediction(
     (``predict_ensemble``), and ``"poevae_single"`` the first seed's model alone.
     """
     from spatial_mg.baselines import predict_knn, predict_ridge
-    from spatial_mg.datasets import paired_truth, synthetic_vicari
+    from spatial_mg.sim import paired_truth, synthetic_vicari
     from spatial_mg.metrics import feature_correlation
     from spatial_mg.model import PoEVAE, predict_ensemble
 
@@ -84,7 +84,7 @@ def metabolite_prediction(
 
 def mosaic_integration(seed: int = 0, n_cells_per_batch: int = 200, model: dict | None = None, train: dict | None = None) -> dict:
     """Trimodal mosaic: cell types apart (NMI, ARI), modalities and batches mixed (silhouette)."""
-    from spatial_mg.datasets import synthetic_mosaic
+    from spatial_mg.sim import synthetic_mosaic
     from spatial_mg.metrics import cluster_agreement, mixing_silhouette
     from spatial_mg.model import PoEVAE
 
@@ -113,7 +113,7 @@ QUERY_LAYOUT = {
 
 def query_mapping(seed: int = 0, n_cells_per_batch: int = 200, model: dict | None = None, train: dict | None = None) -> dict:
     """Map an unseen batch by surgery; label transfer accuracy; reference weights untouched."""
-    from spatial_mg.datasets import synthetic_mosaic
+    from spatial_mg.sim import synthetic_mosaic
     from spatial_mg.metrics import label_transfer_accuracy
     from spatial_mg.model import PoEVAE
 
@@ -136,7 +136,7 @@ def query_mapping(seed: int = 0, n_cells_per_batch: int = 200, model: dict | Non
 
 def save_load_identical(seed: int = 0) -> bool:
     """save -> load -> predict returns the same numbers, bit for bit."""
-    from spatial_mg.datasets import paired_truth, synthetic_vicari
+    from spatial_mg.sim import paired_truth, synthetic_vicari
     from spatial_mg.model import PoEVAE
 
     data = synthetic_vicari(n_sections=2, n_spots=200, n_genes=60, n_metabolites=8, seed=seed)

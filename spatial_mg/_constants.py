@@ -1,5 +1,7 @@
 """Storage keys and physical constants, in one place (squidpy's habit)."""
 
+from types import MappingProxyType
+
 # --- AnnData keys -----------------------------------------------------------------------
 SPATIAL_KEY = "spatial"  # obsm: coordinates, always micrometres
 LATENT_KEY = "X_poe"  # obsm: joint latent of the PoE-VAE
@@ -29,8 +31,9 @@ MODALITY_KEY = "modality"  # obs: which modalities a cell has (integration metri
 CELL_TYPE_KEY = "cell_type"  # obs: cell type label (synthetic ground truth)
 BATCH_KEY = "batch"  # obs: batch label (synthetic data)
 LIKELIHOODS = ("nb", "gaussian", "bernoulli")  # per-modality observation models
-# setup_mudata(likelihoods=...) of paired Visium + MALDI-MSI data (shared: read, never modify)
-PAIRED_LIKELIHOODS = {"rna": "nb", "msi": "gaussian"}
+# setup_mudata(likelihoods=...) of paired Visium + MALDI-MSI data: raw UMI counts by a negative
+# binomial, MSI values (log1p intensities by default) by a Gaussian standardised per metabolite
+PAIRED_LIKELIHOODS = MappingProxyType({"rna": "nb", "msi": "gaussian"})
 SETUP_UNS_KEY = "_spatial_mg_setup"  # uns of a set-up MuData: the setup record, a JSON string
 NORMALIZE_TARGET_SUM = 1e4  # counts per cell for "normalised expression" (scanpy's habit)
 MODEL_WEIGHTS_FILE = "model.pt"  # in a saved model folder: weights and init arguments

@@ -78,7 +78,7 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help="maximum epochs (default: chosen from the data size, with early stopping)")
     train.add_argument("--batch-size", type=int, help=f"cells per step (default {defaults['batch_size']})")
     train.add_argument("--accelerator", default="auto", help="auto, cpu or cuda")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=defaults["seed"], help=f"random seed (default {defaults['seed']})")
     _output(train)
 
     predict = sub.add_parser("predict", help="predict metabolite maps of an RNA-only section")
@@ -105,9 +105,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _training_defaults() -> dict:
     """The model's own defaults, read where they are defined (shown in --help)."""
-    from .model._defaults import MODEL_DEFAULTS, TrainingConfig
+    from .model import DEFAULT_SEED, ModuleConfig, TrainingConfig  # no torch: the model package imports on first use
 
-    return {"n_latent": MODEL_DEFAULTS["n_latent"], "batch_size": TrainingConfig.batch_size}
+    return {"n_latent": ModuleConfig.n_latent, "batch_size": TrainingConfig.batch_size, "seed": DEFAULT_SEED}
 
 
 def _config(parser: argparse.ArgumentParser) -> None:

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from types import MappingProxyType
-
 import mudata as md
 
-# How the paired modalities are modelled: raw UMI counts by a negative binomial, MSI values
-# (log1p intensities by default) by a Gaussian standardised per metabolite.
-PAIRED_LIKELIHOODS = MappingProxyType({"rna": "nb", "msi": "gaussian"})
+from .._constants import PAIRED_LIKELIHOODS
 
 
 def train_model(
@@ -48,7 +44,7 @@ def train_model(
     """
     from ..model import PoEVAE
 
-    PoEVAE.setup_mudata(pairs, likelihoods=dict(PAIRED_LIKELIHOODS), batch_key=batch_key)
+    PoEVAE.setup_mudata(pairs, likelihoods=PAIRED_LIKELIHOODS, batch_key=batch_key)
     model = PoEVAE(pairs, seed=seed, **({} if n_latent is None else {"n_latent": n_latent}))
     given = {"max_epochs": max_epochs, "batch_size": batch_size}
     model.train(accelerator=accelerator, progress_bar=progress_bar, **{k: v for k, v in given.items() if v is not None})

@@ -271,7 +271,7 @@ def test_missing_modality_is_the_mask_never_an_all_zero_row():
 
 
 def test_mosaic_cells_with_any_subset_train_as_one():
-    from spatial_mg.datasets import synthetic_mosaic
+    from spatial_mg.sim import synthetic_mosaic
 
     mdata = synthetic_mosaic(n_cells_per_batch=30, n_genes=40, n_peaks=50, n_proteins=10)
     PoEVAE.setup_mudata(mdata, likelihoods={"rna": "nb", "atac": "bernoulli", "protein": "gaussian"}, batch_key="batch")
@@ -291,7 +291,7 @@ def test_mosaic_cells_with_any_subset_train_as_one():
 
 
 def test_query_surgery_freezes_every_reference_weight():
-    from spatial_mg.datasets import synthetic_mosaic
+    from spatial_mg.sim import synthetic_mosaic
 
     full = synthetic_mosaic(
         {"r1": ("rna", "protein"), "r2": ("rna",), "q": ("rna", "protein")}, n_cells_per_batch=40, n_genes=40, n_proteins=10
