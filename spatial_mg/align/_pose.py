@@ -155,7 +155,10 @@ class Pose:
     # --- conversion -----------------------------------------------------------------
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        return self._matrix.copy() if dtype is None else self._matrix.astype(dtype)
+        """The matrix for numpy: a writable copy, or the read-only matrix itself when ``copy=False``."""
+        if copy is False and dtype in (None, self._matrix.dtype):
+            return self._matrix
+        return self._matrix.astype(dtype or self._matrix.dtype, copy=True)
 
     def to_spatialdata(self):
         """The pose as a ``spatialdata.transformations.Affine`` on the axes ``x, y``."""
