@@ -32,6 +32,8 @@ class Coupling:
         MSI subsample x RNA subsample.
     msi_index, rna_index
         The subsamples: positions among the MSI tissue pixels and among the spots.
+    msi_points, rna_points
+        Their coordinates (MSI um, RNA um).
     fit, mirrored_fit
         The plan's similarity (barycentric pairs, ``_procrustes.fit_plan``) with the
         handedness that fits best, and with the other one.
