@@ -64,28 +64,26 @@ def pairing_truth(mdata, msi, reg, affine_true, rna) -> dict:
     """Share of paired spots whose pixels truly lie within 60 um (main pixel / weighted mean)."""
     from scipy.spatial import cKDTree
 
-    from spatial_mg.align._overlap import disk_square_overlap
-    from spatial_mg.align._procrustes import apply_affine, decompose
+    from spatial_mg.align import Pose
+    from spatial_mg.align._overlap import disk_square_overlap  # no public path: pair's own weights
 
-    pixel = float(np.mean(msi.uns["spatial_mg"]["pixel_size_um"]))
-    msi_um = np.asarray(msi.obsm["spatial"], float)
-    tissue = reg.msi_tissue
-    idx = np.flatnonzero(tissue)
+    pixel = reg.msi_pixel_size_um
+    msi_um = reg.msi_um(msi)
+    idx = np.flatnonzero(reg.msi_tissue)
     moved = reg.transform(msi_um[idx])
-    truth = apply_affine(affine_true, msi_um[idx])
+    truth = Pose(affine_true).apply(msi_um[idx])
     spots = np.asarray(rna[mdata.obs_names].obsm["spatial"], float)
-    scale = decompose(reg.affine)["scale"]
+    scale = reg.pose.scale
     radius = 27.5
     reach = radius + scale * pixel / np.sqrt(2)
     found = cKDTree(moved).query_ball_point(spots, reach)
-    inv = np.linalg.inv(reg.affine)
+    centres = reg.inverse_transform(spots)  # spot centres in MSI um, where pixels are squares
     main_ok = mean_ok = 0
     for k, cand in enumerate(found):
         cand = np.asarray(cand, dtype=np.int64)
         if cand.size == 0:
             continue
-        centre = (inv[:2, :2] @ spots[k] + inv[:2, 2])[None]
-        off = centre - msi_um[idx[cand]]
+        off = centres[k] - msi_um[idx[cand]]
         w = disk_square_overlap(off[:, 0], off[:, 1], radius / scale, pixel / 2)
         if w.sum() <= 0:
             continue
@@ -98,7 +96,7 @@ def pairing_truth(mdata, msi, reg, affine_true, rna) -> dict:
 
 def run_synthetic(args) -> None:
     import spatial_mg as smg
-    from spatial_mg.align._procrustes import decompose
+    from spatial_mg.align import Pose
 
     rows = []
     for seed in _seeds(args.seeds):
@@ -115,15 +113,15 @@ def run_synthetic(args) -> None:
         tissue = s.msi.obs["in_tissue"].to_numpy(bool)
         pts = np.asarray(s.msi.obsm["spatial"], float)[tissue]
         err = reg.distance_to(s.affine, pts)
-        true = decompose(s.affine)
+        true = Pose(s.affine)
         rows.append(
             {
                 "seed": seed,
                 "median_error_um": float(np.median(err)),
                 "p90_error_um": float(np.percentile(err, 90)),
-                "true_rotation_deg": true["rotation_deg"],
-                "true_reflection": true["reflection"],
-                "true_scale": true["scale"],
+                "true_rotation_deg": true.rotation_deg,
+                "true_reflection": true.reflection,
+                "true_scale": true.scale,
                 "scale": reg.qc.scale,
                 "confidence": reg.qc.confidence,
                 "chosen": reg.qc.details.get("chosen"),
@@ -161,7 +159,6 @@ def load_sma():
 
 def run_real(args) -> None:
     import spatial_mg as smg
-    from spatial_mg.align._procrustes import apply_affine, decompose
 
     rna, msi, landmark_fit, (msi_marks, rna_marks) = load_sma()
     start = time.perf_counter()
@@ -177,10 +174,10 @@ def run_real(args) -> None:
             "p90_distance_to_landmark_fit_um": float(np.percentile(dist, 90)),
             "landmark_residual_median_um_ours": float(np.median(resid)),
             "landmark_residual_median_um_landmark_fit": float(
-                np.median(np.linalg.norm(apply_affine(landmark_fit, msi_marks) - rna_marks, axis=1))
+                np.median(np.linalg.norm(landmark_fit.apply(msi_marks) - rna_marks, axis=1))
             ),
             "ours": {k: getattr(reg.qc, k) for k in ("scale", "rotation_deg", "reflection", "confidence", "reason")},
-            "landmark_fit": decompose(landmark_fit),
+            "landmark_fit": landmark_fit.parts(),
             "seconds": seconds,
         },
     )
@@ -230,8 +227,7 @@ def run_pairing(args) -> None:
     import pandas as pd
 
     import spatial_mg as smg
-    from spatial_mg.align import RegistrationQC, RegistrationResult
-    from spatial_mg.align._procrustes import similarity
+    from spatial_mg.align import Pose, RegistrationQC, RegistrationResult
 
     n_bins, n_pixels = _sizes(args.pairing_size)[0]
     rng = np.random.default_rng(0)
@@ -243,15 +239,15 @@ def run_pairing(args) -> None:
     rna.obsm["spatial"] = np.column_stack([bx, by]) * bin_um
     rna.uns["spatial_mg"] = {"units": "um", "spot_radius_um": bin_um / 2}
     py, px = np.divmod(np.arange(npx * npx)[:n_pixels], npx)
-    affine = similarity(1.0, 30.0, False, (2800.0, -1000.0))
+    pose = Pose.similarity(1.0, 30.0, False, (2800.0, -1000.0))
     msi = ad.AnnData(
         X=rng.random((n_pixels, args.n_mz), dtype=np.float32),
         obs=pd.DataFrame({"x": px, "y": py}, index=pd.RangeIndex(n_pixels).astype(str)),
     )
     msi.obsm["spatial"] = np.column_stack([px, py]) * pix_um
     msi.uns["spatial_mg"] = {"units": "um", "pixel_size_um": [pix_um, pix_um]}
-    qc = RegistrationQC(1.0, 1.0, 0.0, 1.0, 30.0, False, 1.0, "high", "", {"msi_pixel_size_um": pix_um})
-    reg = RegistrationResult(affine, "given", qc, np.ones(n_pixels, bool), n_pixels, n_bins)
+    qc = RegistrationQC(1.0, 1.0, 0.0, 1.0, 30.0, False, 1.0, "high", "", {})
+    reg = RegistrationResult(pose, "given", qc, np.ones(n_pixels, bool), n_pixels, n_bins, msi_pixel_size_um=pix_um)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     mdata = smg.align.pair(rna, msi, reg, strategy=args.strategy)

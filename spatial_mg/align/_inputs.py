@@ -6,6 +6,7 @@ import warnings
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 
 from .._constants import SPATIAL_KEY, UNS_KEY, VISIUM_CAPTURE_AREAS, VISIUM_SPOT_RADIUS_UM
 from ._subsample import median_spacing
@@ -14,8 +15,8 @@ from ._subsample import median_spacing
 _SPACING_TOLERANCE = 0.5
 
 
-def check_points(points: np.ndarray, what: str, names=None) -> np.ndarray:
-    """Raise a clear error for missing, non-finite, too few or collinear coordinates."""
+def finite_points(points: np.ndarray, what: str, names=None) -> np.ndarray:
+    """``points`` as an (n, 2) float array; a clear error for another shape or non-finite coordinates."""
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] != 2:
         raise ValueError(f"{what} must be an (n, 2) array of x, y coordinates, got shape {points.shape}.")
@@ -26,6 +27,12 @@ def check_points(points: np.ndarray, what: str, names=None) -> np.ndarray:
             f"{what} has {int(bad.sum())} NaN or infinite coordinates (first: {first!r}). "
             "Drop those observations or fix their coordinates before registering."
         )
+    return points
+
+
+def check_points(points: np.ndarray, what: str, names=None) -> np.ndarray:
+    """As :func:`finite_points`, and a clear error for too few or collinear points (nothing to fit)."""
+    points = finite_points(points, what, names)
     if len(points) < 3:
         raise ValueError(f"{what} has {len(points)} points; registration needs at least 3 (not all on one line).")
     centred = points - points.mean(axis=0)
@@ -38,13 +45,18 @@ def check_points(points: np.ndarray, what: str, names=None) -> np.ndarray:
     return points
 
 
-def _spatial(adata: ad.AnnData, what: str) -> np.ndarray:
+def stored_points(adata: ad.AnnData, what: str) -> np.ndarray:
+    """``obsm["spatial"]`` x, y as floats, present and finite (else a clear error)."""
     if SPATIAL_KEY not in adata.obsm:
         raise KeyError(
             f"{what} has no obsm[{SPATIAL_KEY!r}]: read it with spatial_mg.io (which stores micrometres) "
             f"or set obsm[{SPATIAL_KEY!r}] to x, y in micrometres."
         )
-    return check_points(np.asarray(adata.obsm[SPATIAL_KEY])[:, :2], f"{what}.obsm[{SPATIAL_KEY!r}]", adata.obs_names)
+    return finite_points(np.asarray(adata.obsm[SPATIAL_KEY])[:, :2], f"{what}.obsm[{SPATIAL_KEY!r}]", adata.obs_names)
+
+
+def _spatial(adata: ad.AnnData, what: str) -> np.ndarray:
+    return check_points(stored_points(adata, what), f"{what}.obsm[{SPATIAL_KEY!r}]", adata.obs_names)
 
 
 def msi_pixel_size(msi: ad.AnnData, pixel_size_um: float | None = None) -> float:
@@ -78,18 +90,51 @@ def msi_coordinates(msi: ad.AnnData, pixel_size_um: float) -> np.ndarray:
 
 
 def rna_coordinates(rna: ad.AnnData) -> tuple[np.ndarray, bool]:
-    """Spot centres in micrometres and whether their units are recorded (a warning when not)."""
+    """Spot centres in micrometres and whether the AnnData records that unit (see :func:`warn_assumed_units`)."""
     points = _spatial(rna, "rna")
     meta = rna.uns.get(UNS_KEY, {})
-    recorded = meta.get("units") == "um" or "spot_radius_um" in meta
-    if not recorded:
-        warnings.warn(
-            f"rna.uns[{UNS_KEY!r}] does not record micrometres; assuming obsm[{SPATIAL_KEY!r}] is in "
-            "micrometres (spatial_mg.io.read_visium guarantees it). A fitted scale far from 1 would mean it is not.",
-            UserWarning,
-            stacklevel=3,
-        )
-    return points, recorded
+    return points, meta.get("units") == "um" or "spot_radius_um" in meta
+
+
+def warn_assumed_units(stacklevel: int) -> None:
+    """Say that the spot coordinates are taken for micrometres although nothing records it.
+
+    ``stacklevel`` as for ``warnings.warn`` called where this is called.
+    """
+    warnings.warn(
+        f"rna.uns[{UNS_KEY!r}] does not record micrometres; assuming obsm[{SPATIAL_KEY!r}] is in "
+        "micrometres (spatial_mg.io.read_visium guarantees it). A fitted scale far from 1 would mean it is not.",
+        UserWarning,
+        stacklevel=stacklevel + 1,
+    )
+
+
+def shared_feature_matrices(rna: ad.AnnData, msi: ad.AnnData, key, tissue: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The shared feature matrices (spots, MSI tissue pixels) named by ``key``, or ``None``.
+
+    ``key`` is an ``obsm`` key or ``obs`` column present in both, or a ``(rna_key, msi_key)`` pair.
+    """
+    if key is None:
+        return None
+    rna_key, msi_key = (key, key) if isinstance(key, str) else key
+
+    def get(adata, k, what):
+        if k in adata.obsm:
+            values = adata.obsm[k]
+            values = values.to_numpy() if isinstance(values, pd.DataFrame) else np.asarray(values)
+        elif k in adata.obs:
+            values = adata.obs[k].to_numpy()
+        else:
+            raise KeyError(f"shared feature {k!r} is neither an obsm key nor an obs column of {what}.")
+        values = np.asarray(values, dtype=np.float64).reshape(adata.n_obs, -1)
+        if not np.isfinite(values).all():
+            raise ValueError(f"shared feature {k!r} of {what} has NaN or infinite values; fill or drop them first.")
+        return values
+
+    a, b = get(rna, rna_key, "rna"), get(msi, msi_key, "msi")[tissue]
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"shared features differ in width: rna {a.shape[1]} columns, msi {b.shape[1]}.")
+    return a, b
 
 
 def spot_radius(rna: ad.AnnData, spot_radius_um: float | None = None) -> float:
@@ -107,8 +152,8 @@ _ASSUMED_MARGIN_PITCHES = 2.0
 
 
 def _capture_area(rna: ad.AnnData, rna_um: np.ndarray, spacing: float):
-    """The Visium capture area the spots come from: (grid -> um affine, (rows, cols)), or None."""
-    from ._procrustes import apply_affine, fit_affine
+    """The Visium capture area the spots come from: (grid -> um pose, (rows, cols)), or None."""
+    from ._procrustes import fit_affine
 
     if not ({"array_row", "array_col"} <= set(rna.obs.columns) and rna.n_obs >= 3):
         return None
@@ -119,7 +164,7 @@ def _capture_area(rna: ad.AnnData, rna_um: np.ndarray, spacing: float):
     if area is None or np.linalg.matrix_rank(grid - grid.mean(axis=0)) < 2:
         return None
     to_um = fit_affine(grid, rna_um)
-    if np.median(np.linalg.norm(apply_affine(to_um, grid) - rna_um, axis=1)) > 0.25 * spacing:
+    if np.median(np.linalg.norm(to_um.apply(grid) - rna_um, axis=1)) > 0.25 * spacing:
         return None  # the coordinates do not follow the array grid
     return to_um, area
 
@@ -133,13 +178,11 @@ def rna_window(rna: ad.AnnData, rna_um: np.ndarray, spacing: float) -> tuple[np.
     them, the spots' hull grown by two pitches is assumed (state the capture area by
     keeping the array coordinates when a tissue runs off the array's edge).
     """
-    from ._procrustes import apply_affine
-
     found = _capture_area(rna, rna_um, spacing)
     if found is not None:
         to_um, area = found
         corners = np.array([[0, 0], [area[1] - 1, 0], [0, area[0] - 1], [area[1] - 1, area[0] - 1]], float)
-        return apply_affine(to_um, corners), 0.5 * spacing, f"Visium capture area {area[0]} x {area[1]}"
+        return to_um.apply(corners), 0.5 * spacing, f"Visium capture area {area[0]} x {area[1]}"
     return rna_um, (0.5 + _ASSUMED_MARGIN_PITCHES) * spacing, "spots' hull + 2 pitches (assumed)"
 
 

@@ -6,9 +6,33 @@ import numpy as np
 import pandas as pd
 
 from ._inputs import check_points
-from ._procrustes import apply_affine, fit_affine, fit_similarity
+from ._pose import Pose
+from ._procrustes import fit_affine, fit_similarity
 
 LANDMARK_COLUMNS = ("msi_x", "msi_y", "rna_x", "rna_y")
+# an RMS residual beyond this many coarser pitches is more than hand placement scatters
+# (a landmark lands within about a pixel or a spot): one of them is misplaced
+_MAX_RMS_PITCHES = 2
+
+
+def landmark_pose(landmarks, *, transform: str, scale: bool, pitch: float) -> tuple[Pose, dict, list[str]]:
+    """The pose through the landmarks, its residual figures, and what to doubt about it.
+
+    ``pitch`` is the coarser of the two pitches (um): the unit of what a residual may be.
+    """
+    msi, rna = parse_landmarks(landmarks)
+    pose, info = fit_landmarks(msi, rna, transform, scale)
+    notes = []
+    if len(msi) == 3 and transform == "affine":
+        notes.append("three landmarks determine an affine exactly: the residual cannot reveal a misplaced one")
+    limit = _MAX_RMS_PITCHES * pitch
+    if info["landmark_rms_um"] > limit:
+        worst = int(np.argmax(info["landmark_residuals_um"]))
+        notes.append(
+            f"the landmarks miss the fitted transform by {info['landmark_rms_um']:.0f} um RMS (more than {limit:.0f} um); "
+            f"landmark {worst} is furthest off: check it"
+        )
+    return pose, info, notes
 
 
 def parse_landmarks(landmarks) -> tuple[np.ndarray, np.ndarray]:
@@ -39,7 +63,7 @@ def parse_landmarks(landmarks) -> tuple[np.ndarray, np.ndarray]:
     return msi, rna
 
 
-def fit_landmarks(msi: np.ndarray, rna: np.ndarray, transform: str = "similarity", scale: bool = True) -> tuple[np.ndarray, dict]:
+def fit_landmarks(msi: np.ndarray, rna: np.ndarray, transform: str = "similarity", scale: bool = True) -> tuple[Pose, dict]:
     """Fit the transform through the landmarks; return it with residual figures.
 
     The figures are the RMS and per-landmark residuals, and for more landmarks than the
@@ -51,8 +75,8 @@ def fit_landmarks(msi: np.ndarray, rna: np.ndarray, transform: str = "similarity
     def fit(a, b):
         return fit_affine(a, b) if transform == "affine" else fit_similarity(a, b, scale=scale)
 
-    affine = fit(msi, rna)
-    residuals = np.linalg.norm(apply_affine(affine, msi) - rna, axis=1)
+    pose = fit(msi, rna)
+    residuals = np.linalg.norm(pose.apply(msi) - rna, axis=1)
     info = {
         "n_landmarks": len(msi),
         "landmark_rms_um": float(np.sqrt(np.mean(residuals**2))),
@@ -67,7 +91,7 @@ def fit_landmarks(msi: np.ndarray, rna: np.ndarray, transform: str = "similarity
                 t = fit(msi[keep], rna[keep])
             except ValueError:
                 continue
-            loo.append(float(np.linalg.norm(apply_affine(t, msi[k : k + 1]) - rna[k])))
+            loo.append(float(np.linalg.norm(t.apply(msi[k : k + 1]) - rna[k])))
         info["landmark_loo_um"] = loo
         info["landmark_loo_median_um"] = float(np.median(loo)) if loo else float("nan")
-    return affine, info
+    return pose, info

@@ -17,14 +17,15 @@ import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
 from .._constants import PAIR_DISTANCE_KEY, PAIR_N_PIXELS_KEY, PAIR_UNS_KEY, SPATIAL_KEY, UNS_KEY
-from ._inputs import msi_coordinates, msi_pixel_size, rna_coordinates, spot_radius
+from ._inputs import spot_radius
+from ._moscot import MODALITY, MSI, RNA, jax_device, quiet_moscot, stacked
 from ._overlap import disk_square_overlap
-from ._procrustes import apply_affine, decompose
 from ._result import RegistrationResult
 from ._subsample import median_spacing
 
 STRATEGIES = ("spot_mean", "nearest_spot", "transport")
 _BLOCK = 250_000  # spots per KD-tree query block: bounds memory on Visium HD
+_REGISTERED = "_spatial_mg_registered"  # obsm key of the registered points moscot couples
 
 
 def pair(
@@ -88,11 +89,7 @@ def pair(
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}.")
-    if reg.n_msi and reg.n_msi != msi.n_obs or reg.n_rna and reg.n_rna != rna.n_obs:
-        raise ValueError(
-            f"This registration was computed for {reg.n_rna} spots and {reg.n_msi} MSI pixels, but rna has "
-            f"{rna.n_obs} and msi {msi.n_obs}: pair the same objects you registered (or register again)."
-        )
+    reg.check_pair(rna, msi)
     if reg.qc.confidence == "low":
         warnings.warn(
             f"Pairing with a low-confidence registration: {reg.qc.reason}. Check the overlay "
@@ -100,19 +97,15 @@ def pair(
             UserWarning,
             stacklevel=2,
         )
-    pixel_um = msi_pixel_size(msi, reg.qc.details.get("msi_pixel_size_um"))
-    msi_um = msi_coordinates(msi, pixel_um)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # units were judged at registration
-        rna_um, _ = rna_coordinates(rna)
+    pixel_um = reg.msi_pixel_size_um
+    msi_um = reg.msi_um(msi)
+    rna_um = reg.rna_um(rna)
     use = np.ones(msi.n_obs, dtype=bool) if use_background or reg.msi_tissue is None else np.asarray(reg.msi_tissue)
-    if use.shape != (msi.n_obs,):
-        raise ValueError(f"reg.msi_tissue has {use.size} entries for {msi.n_obs} pixels; register these objects again.")
     pixel_idx = np.flatnonzero(use)
     if pixel_idx.size == 0:
         raise ValueError("No MSI pixels to pair: the background rule left none (pass use_background=True to use all).")
     moved = reg.transform(msi_um[pixel_idx])
-    scale = decompose(reg.affine)["scale"]
+    scale = reg.pose.scale
     radius = spot_radius(rna, spot_radius_um)
 
     if strategy == "spot_mean":
@@ -208,7 +201,7 @@ def _spot_mean(rna_um, moved, msi_um, reg, radius, pixel_um, scale, margin_um):
     expected = np.pi * reach**2 / (scale * pixel_um) ** 2
     rows, cols, dist = _footprint_pairs(rna_um, moved, reach, expected)
     # overlap in the pixel's own frame, where it is an axis-aligned square
-    spot_in_msi = apply_affine(np.linalg.inv(reg.affine), rna_um[rows])
+    spot_in_msi = reg.inverse_transform(rna_um[rows])
     offset = spot_in_msi - msi_um[cols]
     area = disk_square_overlap(offset[:, 0], offset[:, 1], radius / scale, pixel_um / 2) * scale**2
     good = area > 0
@@ -240,22 +233,15 @@ def _transport(rna_um, moved, epsilon, tau, batch_size, device):
     import jax
     from moscot.problems.generic import SinkhornProblem
 
-    from ._gw import jax_device, quiet_moscot
-
     pitch = median_spacing(rna_um)
-    coords = np.vstack([moved, rna_um]) / pitch  # costs in squared spot pitches
-    labels = pd.Categorical(["msi"] * len(moved) + ["rna"] * len(rna_um), categories=["msi", "rna"])
-    adata = ad.AnnData(
-        X=np.zeros((len(coords), 1), dtype=np.float32),
-        obs=pd.DataFrame({"_modality": labels}, index=[str(i) for i in range(len(coords))]),
-    )
-    adata.obsm["_registered"] = coords
+    # costs in squared spot pitches
+    adata = stacked(moved / pitch, rna_um / pitch, key=_REGISTERED)
     if batch_size is None and len(moved) * len(rna_um) > 5e7:
         batch_size = 4096  # do not materialise a dense plan of that size
     with jax.default_device(jax_device(device)), quiet_moscot():
-        problem = SinkhornProblem(adata).prepare(key="_modality", joint_attr="_registered")
+        problem = SinkhornProblem(adata).prepare(key=MODALITY, joint_attr=_REGISTERED)
         problem = problem.solve(epsilon=epsilon, tau_a=tau, tau_b=tau, scale_cost=1.0, batch_size=batch_size)
-        sol = problem.solutions[("msi", "rna")]
+        sol = problem.solutions[(MSI, RNA)]
         received = np.asarray(sol.push(np.ones(len(moved))), dtype=np.float64).ravel()
         centre = np.asarray(sol.push(moved), dtype=np.float64)
         # the plan is applied to the intensities by pair() through this operator

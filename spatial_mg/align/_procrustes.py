@@ -3,7 +3,7 @@
 Correspondences come either as paired points with weights or as a transport plan (dense
 or sparse, sources x targets): every plan entry ``P[i, j]`` asks that source ``i`` land on
 target ``j`` with weight ``P[i, j]``. Transforms are 3 x 3 homogeneous matrices acting on
-column vectors, ``y = A[:2, :2] @ x + A[:2, 2]``.
+column vectors, ``y = A[:2, :2] @ x + A[:2, 2]``, returned as :class:`Pose`.
 """
 
 from __future__ import annotations
@@ -11,11 +11,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-
-def apply_affine(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Map ``points`` (n x 2) through the 3 x 3 homogeneous ``affine``."""
-    points = np.asarray(points, dtype=np.float64)
-    return points @ affine[:2, :2].T + affine[:2, 2]
+from ._pose import Pose
 
 
 def _moments(src: np.ndarray, dst: np.ndarray, plan) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
@@ -58,7 +54,7 @@ def fit_similarity(
     reflection: bool | None = None,
     scale: bool = True,
     symmetric_scale: bool = False,
-) -> np.ndarray:
+) -> Pose:
     """Least-squares similarity (rotation, optional reflection, uniform scale, translation).
 
     Parameters
@@ -81,7 +77,7 @@ def fit_similarity(
 
     Returns
     -------
-    3 x 3 homogeneous matrix mapping ``src`` onto ``dst``.
+    The :class:`Pose` mapping ``src`` onto ``dst``.
     """
     src = np.asarray(src, dtype=np.float64)
     dst = np.asarray(dst, dtype=np.float64)
@@ -105,10 +101,10 @@ def fit_similarity(
     out = np.eye(3)
     out[:2, :2] = k * rot
     out[:2, 2] = mu_y - k * rot @ mu_x
-    return out
+    return Pose(out)
 
 
-def fit_affine(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None, *, plan=None) -> np.ndarray:
+def fit_affine(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None, *, plan=None) -> Pose:
     """Least-squares full affine transform (6 parameters); arguments as :func:`fit_similarity`."""
     src = np.asarray(src, dtype=np.float64)
     dst = np.asarray(dst, dtype=np.float64)
@@ -121,40 +117,7 @@ def fit_affine(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = No
     out = np.eye(3)
     out[:2, :2] = linear
     out[:2, 2] = mu_y - linear @ mu_x
-    return out
-
-
-def decompose(affine: np.ndarray) -> dict[str, float | bool]:
-    """Read scale, rotation and reflection off a transform.
-
-    The linear part is written ``scale * R(rotation_deg) @ diag(1, -1 if reflection else 1)``
-    (a mirror about the source x axis, then a rotation), the closest such similarity when
-    the transform is a general affine; ``anisotropy`` is the ratio of its singular values
-    (1 for a similarity).
-    """
-    linear = np.asarray(affine, dtype=np.float64)[:2, :2]
-    det = float(np.linalg.det(linear))
-    reflection = det < 0
-    sv = np.linalg.svd(linear, compute_uv=False)
-    unflipped = linear @ np.diag([1.0, -1.0 if reflection else 1.0])
-    # angle of the closest rotation: for [[a, -b], [b, a]]-like parts this is exact
-    angle = np.degrees(np.arctan2(unflipped[1, 0] - unflipped[0, 1], unflipped[0, 0] + unflipped[1, 1]))
-    return {
-        "scale": float(np.sqrt(abs(det))),
-        "rotation_deg": float(angle),
-        "reflection": bool(reflection),
-        "anisotropy": float(sv[0] / sv[1]) if sv[1] > 0 else float("inf"),
-    }
-
-
-def similarity(scale: float = 1.0, rotation_deg: float = 0.0, reflection: bool = False, translation=(0.0, 0.0)) -> np.ndarray:
-    """Build ``scale * R(rotation_deg) @ diag(1, -1 if reflection else 1)`` plus a translation (3 x 3)."""
-    t = np.deg2rad(rotation_deg)
-    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
-    out = np.eye(3)
-    out[:2, :2] = scale * rot @ np.diag([1.0, -1.0 if reflection else 1.0])
-    out[:2, 2] = translation
-    return out
+    return Pose(out)
 
 
 def fit_plan(
@@ -164,7 +127,7 @@ def fit_plan(
     *,
     reflection: bool | None = None,
     scale: bool = True,
-) -> np.ndarray:
+) -> Pose:
     """Similarity from a transport plan through barycentric pairs, both ways.
 
     Each source is paired with the plan-weighted mean of its targets and each target with

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ._agreement import Window
-from ._procrustes import apply_affine, decompose
+from ._agreement import MATCH_PITCHES, match_radius
+from ._pose import Pose
 from ._result import RegistrationQC
+from ._section import Section
 
 # thresholds of the confidence flag
 MIN_MATCHED = 0.8  # share of points matched where both modalities measured
@@ -18,29 +19,38 @@ MAX_ANISOTROPY = 1.1
 MIN_MARGIN = 0.25  # a distinct alternative pose (mirror / turn) must mismatch this much more
 MAX_SPREAD = 0.3  # refits from nearby starts may end this far apart, in coarser pitches
 MAX_SLACK = 0.7  # the pose may slide this far (coarser pitches) before the outlines mismatch 20 % more
+# plan mass landing within this many match radii of where the pose puts its source agrees
+# with the pose: an entropic plan spreads each point over its neighbours a pitch or so away
+PLAN_AGREEMENT_RADII = 2
 
 
-def match_radius(msi_spacing_um: float, rna_spacing_um: float, scale: float) -> float:
-    """Distance within which a pixel and a spot count as matched: 3/4 of the coarser pitch."""
-    return 0.75 * max(abs(scale) * msi_spacing_um, rna_spacing_um)
-
-
-def measure(
-    affine: np.ndarray,
-    msi_tissue_um: np.ndarray,
-    rna_um: np.ndarray,
+def assess(
+    pose: Pose,
+    section: Section,
     *,
-    msi_window: Window,
-    rna_window: Window,
-    msi_spacing_um: float,
-    rna_spacing_um: float,
-) -> dict:
+    method: str,
+    residual_um: float | None,
+    details: dict,
+    notes: list[str],
+) -> RegistrationQC:
+    """The QC of ``pose``: figures measured on all tissue pixels and spots, and the verdict.
+
+    ``residual_um`` is the landmark residual; ``None`` takes the median pixel-to-spot
+    distance instead (what a geometry-only registration leaves).
+    """
+    figures = measure(pose, section)
+    if residual_um is None:
+        residual_um = figures["pixel_to_spot_median_um"]
+    return judge(figures, residual_um=residual_um, method=method, details=details, notes=notes)
+
+
+def measure(pose: Pose, section: Section) -> dict:
     """Overlap, matched fraction and nearest-spot distances at full resolution."""
-    parts = decompose(affine)
-    radius = match_radius(msi_spacing_um, rna_spacing_um, parts["scale"])
-    moved = apply_affine(affine, msi_tissue_um)
-    rna_under_raster = msi_window.contains(apply_affine(np.linalg.inv(affine), rna_um))
-    msi_over_spots = rna_window.contains(moved)
+    radius = match_radius(section.msi_pixel_size_um, section.rna_spacing_um, pose.scale)
+    moved = pose.apply(section.msi_um)
+    rna_um = section.rna_um
+    rna_under_raster = section.msi_window.contains(pose.inverse().apply(rna_um))
+    msi_over_spots = section.rna_window.contains(moved)
     d_msi, _ = cKDTree(rna_um).query(moved, distance_upper_bound=radius)
     d_rna, _ = cKDTree(moved).query(rna_um, distance_upper_bound=radius)
     msi_hit, rna_hit = np.isfinite(d_msi), np.isfinite(d_rna)
@@ -55,8 +65,19 @@ def measure(
         "spots_covered_fraction": float(rna_hit.mean()),
         "pixels_matched_fraction": float(msi_hit.mean()),
         "match_radius_um": radius,
-        **parts,
+        **pose.parts(),
     }
+
+
+def plan_agreement(pose: Pose, msi_points: np.ndarray, rna_points: np.ndarray, plan: np.ndarray, section: Section) -> float:
+    """Share of the transport plan's mass that ``pose`` maps within two match radii.
+
+    Near 1 when the solver already found the chosen pose; low when another candidate won.
+    """
+    r = PLAN_AGREEMENT_RADII * match_radius(section.msi_pixel_size_um, section.rna_spacing_um, pose.scale)
+    moved = pose.apply(msi_points)
+    d2 = ((moved[:, None, :] - rna_points[None, :, :]) ** 2).sum(axis=-1)
+    return float(plan[d2 <= r * r].sum() / plan.sum())
 
 
 def judge(
@@ -91,7 +112,7 @@ def judge(
     if figures["anisotropy"] > MAX_ANISOTROPY:
         reasons.append(f"the affine fit stretches one axis {figures['anisotropy']:.2f} times the other: check for distortion")
     spread = details.get("pose_spread_um")
-    pitch = figures["match_radius_um"] / 0.75
+    pitch = figures["match_radius_um"] / MATCH_PITCHES
     if spread is not None and spread > MAX_SPREAD * pitch:
         reasons.append(
             f"the fit is loose: refits from nearby starts end up to {spread:.0f} um apart (the tissue outline where "

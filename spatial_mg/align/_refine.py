@@ -1,11 +1,11 @@
 """Local refinement of a pose: align the two soft tissue masks where both modalities measured.
 
-The objective is the squared difference of the MSI and STR tissue masks (``_masks``)
-over a comparison area Omega, on the STR grid:
+The objective is the squared difference of the MSI and RNA tissue masks (``_masks``)
+over a comparison area Omega, on the RNA grid:
 
-    E(T) = sum_{z in Omega} (M_MSI(T^-1 z) - M_STR(z))^2,
+    E(T) = sum_{z in Omega} (M_MSI(T^-1 z) - M_RNA(z))^2,
 
-minimised over the similarity ``T`` (MSI um -> STR um: rotation, log scale, translation;
+minimised over the similarity ``T`` (MSI um -> RNA um: rotation, log scale, translation;
 handedness held) by L-BFGS with analytic gradients, optionally then over a full affine.
 Both masks are blurred by the same width (the coarser pitch), so a curved outline is
 drawn the same way by both and the blur biases neither scale nor position.
@@ -16,23 +16,9 @@ measure (a raster that misses part of the section, spots cut off by the capture 
 pulls on nothing, and a pose cannot lower E by moving its window to compare less.
 Matching masks rather than points keeps the scale unbiased (see ``_masks``) and, unlike
 point-to-point ICP/CPD steps, converges in tens of evaluations even though only the
-outline carries information.
-
-Tried and left out (benchmarks on 10 synthetic sections, from the true pose): a second
-pass with narrower blurs, and making each modality's mask classify the other's labelled
-lattice points (capture-area spots in/out of tissue, raster pixels tissue/background)
-instead of comparing two blurred masks; neither lowered the median error (about 12 um at
-a 100 um spot pitch and 75 um pixels), which is set by how coarsely the spots sample the
-outline. Also tried: minimising the self-consistent mismatch (Omega recomputed at every
-pose) by Nelder-Mead from the final pose (median 13 um, and 2,000-spot seed 4 from 32 to
-36-51 um), more comparison-area rounds to a fixed point (the final pose is a mean of three
-fits, not itself a fixed point; refitting it moves seeds by several um either way), and
-averaging 4-16 nudged refits instead of 3 (median 12.1-12.7 um). With the images held
-fixed the final pose is a local minimum of the self-consistent mismatch to within ~1-2 %,
-and the true pose mismatches more on all 11 test sections: the error left is what the
-outline tells, not an optimiser fault. (``mismatch`` rebuilds the images for each pose's
-scale; the new grid alone moves it by up to ~15 %, so compare poses of different scale
-with care.)
+outline carries information. The precision left (about 12 um at a 100 um spot pitch and
+75 um pixels) is set by how coarsely the spots sample the outline, not by the optimiser;
+what was tried to lower it is in ``benchmarks/results/alignment_notes.md``.
 
 ``MaskAligner.slack`` measures how well the outline pins the pose: how far it can slide
 along the flattest combination of turn, scale and shift before the mismatch rises 20 %.
@@ -40,11 +26,19 @@ along the flattest combination of turn, scale and shift before the mismatch rise
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy import ndimage
 from scipy.optimize import minimize
+
+from .._geometry import rotation_matrix
+from ._agreement import Window
 from ._masks import TissueImage
-from ._procrustes import apply_affine, decompose
+from ._pose import Pose
+
+if TYPE_CHECKING:
+    from ._section import Section
 
 _ROUNDS = 4  # comparison-area updates
 _FLAT = 1e-3  # a mask this close to 0 or 1 is flat (no outline nearby)
@@ -55,17 +49,16 @@ def _similarity_parts(p: np.ndarray, handed: float, length: float, anchor: np.nd
     theta, log_s = p[0], (p[1] if fit_scale else 0.0)
     tau = p[2:4] if fit_scale else p[1:3]
     s = np.exp(log_s)
-    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    rot = rotation_matrix(theta)
     flip = np.diag([1.0, handed])
     t = anchor + length * tau
     return s, rot, flip, t
 
 
-def _to_params(affine: np.ndarray, length: float, anchor: np.ndarray, fit_scale: bool) -> tuple[np.ndarray, float]:
-    parts = decompose(affine)
-    handed = -1.0 if parts["reflection"] else 1.0
-    tau = (affine[:2, 2] - anchor) / length
-    head = [np.deg2rad(parts["rotation_deg"])] + ([np.log(parts["scale"])] if fit_scale else [])
+def _to_params(pose: Pose, length: float, anchor: np.ndarray, fit_scale: bool) -> tuple[np.ndarray, float]:
+    handed = -1.0 if pose.reflection else 1.0
+    tau = (pose.shift - anchor) / length
+    head = [np.deg2rad(pose.rotation_deg)] + ([np.log(pose.scale)] if fit_scale else [])
     return np.array(head + list(tau)), handed
 
 
@@ -78,12 +71,12 @@ def _from_params(p, handed, length, anchor, fit_scale, fixed_scale: float) -> np
 
 
 class _Terms:
-    """E(T) and dE/d(A, t) on the STR grid samples fixed for one round (see module notes)."""
+    """E(T) and dE/d(A, t) on the RNA grid samples fixed for one round (see module notes)."""
 
-    def __init__(self, aligner: MaskAligner, pose: np.ndarray, margin: float):
+    def __init__(self, aligner: MaskAligner, pose: Pose, margin: float):
         src, dst = aligner.src, aligner.dst
         pos = dst.grid.positions()
-        m_src, w_src = src.sample(apply_affine(np.linalg.inv(pose), pos))
+        m_src, w_src = src.sample(pose.inverse().apply(pos))
         both = (dst.window.ravel() > 0.5) & (w_src > 0.5)
         radius = max(int(np.ceil(margin / dst.grid.cell)), 0)
         disk = None
@@ -104,7 +97,10 @@ class _Terms:
         self.norm = max(float(both.sum()), 1.0)
 
     def __call__(self, pose: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        """E, dE/dA (2 x 2) and dE/dt at ``pose`` (A, t: its linear part and shift)."""
+        """E, dE/dA (2 x 2) and dE/dt at the 3 x 3 matrix ``pose`` (A, t: its linear part and shift).
+
+        A bare matrix: the optimisers call this for every trial step.
+        """
         inv_linear = np.linalg.inv(pose[:2, :2])
         d = self.z - pose[:2, 2]
         u = d @ inv_linear.T
@@ -118,8 +114,8 @@ class _Terms:
         return float((r * r).sum()) / self.norm, d_linear / self.norm, d_shift / self.norm
 
 
-def _refine_similarity(terms: _Terms, init: np.ndarray, fit_scale: bool, length: float, anchor: np.ndarray) -> np.ndarray:
-    fixed_scale = decompose(init)["scale"]
+def _refine_similarity(terms: _Terms, init: Pose, fit_scale: bool, length: float, anchor: np.ndarray) -> Pose:
+    fixed_scale = init.scale
     p0, handed = _to_params(init, length, anchor, fit_scale)
     flip = np.diag([1.0, handed])
 
@@ -138,11 +134,11 @@ def _refine_similarity(terms: _Terms, init: np.ndarray, fit_scale: bool, length:
         return e, np.array(grad)
 
     res = minimize(f, p0, jac=True, method="L-BFGS-B", options={"maxiter": 100, "gtol": 1e-9, "ftol": 1e-10})
-    return _from_params(res.x, handed, length, anchor, fit_scale, fixed_scale)
+    return Pose(_from_params(res.x, handed, length, anchor, fit_scale, fixed_scale))
 
 
-def _refine_affine(terms: _Terms, init: np.ndarray, length: float, anchor: np.ndarray) -> np.ndarray:
-    p0 = np.concatenate([init[:2, :2].ravel(), (init[:2, 2] - anchor) / length])
+def _refine_affine(terms: _Terms, init: Pose, length: float, anchor: np.ndarray) -> Pose:
+    p0 = np.concatenate([init.linear.ravel(), (init.shift - anchor) / length])
 
     def f(p):
         pose = np.eye(3)
@@ -155,11 +151,7 @@ def _refine_affine(terms: _Terms, init: np.ndarray, length: float, anchor: np.nd
     out = np.eye(3)
     out[:2, :2] = res.x[:4].reshape(2, 2)
     out[:2, 2] = anchor + length * res.x[4:]
-    return out
-
-
-def _displacement(a: np.ndarray, b: np.ndarray, points: np.ndarray) -> float:
-    return float(np.linalg.norm(apply_affine(a, points) - apply_affine(b, points), axis=1).mean())
+    return Pose(out)
 
 
 class MaskAligner:
@@ -167,10 +159,10 @@ class MaskAligner:
 
     Parameters
     ----------
-    msi_tissue, msi_window, msi_pad
-        MSI tissue pixels, and points whose hull grown by ``msi_pad`` the MSI measured.
-    rna, rna_window, rna_pad
-        STR spot centres, and points whose hull grown by ``rna_pad`` the STR measured.
+    msi_tissue, msi_window
+        MSI tissue pixels, and where the MSI measured.
+    rna, rna_window
+        Spot centres, and where the RNA array measured.
     msi_spacing, rna_spacing
         Pitches (micrometres).
     max_cells
@@ -180,52 +172,66 @@ class MaskAligner:
     def __init__(
         self,
         msi_tissue: np.ndarray,
-        msi_window: np.ndarray,
+        msi_window: Window,
         rna: np.ndarray,
-        rna_window: np.ndarray,
+        rna_window: Window,
         *,
-        msi_pad: float,
-        rna_pad: float,
         msi_spacing: float,
         rna_spacing: float,
         max_cells: int = 800,
     ):
-        self.msi_tissue, self.msi_window, self.msi_pad = msi_tissue, msi_window, msi_pad
-        self.rna, self.rna_window, self.rna_pad = rna, rna_window, rna_pad
+        self.msi_tissue, self.msi_window = msi_tissue, msi_window
+        self.rna, self.rna_window = rna, rna_window
         self.msi_spacing, self.rna_spacing = msi_spacing, rna_spacing
         self.max_cells = max_cells
         self.anchor = rna.mean(axis=0)
         self.length = float(np.sqrt(((rna - self.anchor) ** 2).sum(axis=1).mean())) or 1.0
         self._images: dict = {}
 
+    @classmethod
+    def for_section(cls, section: Section) -> MaskAligner:
+        """The aligner of a prepared section's tissue pixels, spots and windows."""
+        return cls(
+            section.msi_um,
+            section.msi_window,
+            section.rna_um,
+            section.rna_window,
+            msi_spacing=section.msi_pixel_size_um,
+            rna_spacing=section.rna_spacing_um,
+        )
+
     def _build(self, sigma_msi: float, sigma_rna: float) -> None:
         key = (round(sigma_msi, 6), round(sigma_rna, 6))
         if key not in self._images:
-            extent = max(np.ptp(self.rna_window, axis=0).max(), np.ptp(self.msi_window, axis=0).max())
+            extent = max(np.ptp(self.rna_window.points, axis=0).max(), np.ptp(self.msi_window.points, axis=0).max())
             cell = max(min(sigma_msi, sigma_rna) / 3, extent / self.max_cells)
             # a blur narrower than 1.5 grid cells would alias on the grid
             self._images[key] = (
-                TissueImage(self.msi_tissue, self.msi_window, self.msi_pad, max(sigma_msi, 1.5 * cell), cell),
-                TissueImage(self.rna, self.rna_window, self.rna_pad, max(sigma_rna, 1.5 * cell), cell),
+                TissueImage(self.msi_tissue, self.msi_window.points, self.msi_window.pad, max(sigma_msi, 1.5 * cell), cell),
+                TissueImage(self.rna, self.rna_window.points, self.rna_window.pad, max(sigma_rna, 1.5 * cell), cell),
             )
         self.src, self.dst = self._images[key]
 
-    def _images_for(self, pose: np.ndarray) -> float:
-        """Use the images blurred for ``pose``'s scale; return the blur ``h`` (STR um).
+    def _images_for(self, pose: Pose) -> float:
+        """Use the images blurred for ``pose``'s scale; return the blur ``h`` (RNA um).
 
-        The same blur on both sides, in STR micrometres: the coarser of the two pitches.
+        The same blur on both sides, in RNA micrometres: the coarser of the two pitches.
         """
-        s = abs(decompose(pose)["scale"])
+        s = abs(pose.scale)
         h = max(s * self.msi_spacing, self.rna_spacing)
         self._build(h / s, h)
         return h
 
-    def mismatch(self, pose: np.ndarray) -> float:
-        """E per compared sample at ``pose``: how far the two outlines are apart (0: identical)."""
-        h = self._images_for(pose)
-        return _Terms(self, pose, 2 * h)(pose)[0]
+    def mismatch(self, pose: Pose) -> float:
+        """E per compared sample at ``pose``: how far the two outlines are apart (0: identical).
 
-    def slack(self, pose: np.ndarray, scale: bool = True, rise: float = _SLACK_RISE) -> float:
+        The images are rebuilt for each pose's scale, and the new grid alone moves the
+        mismatch by up to ~15 %: compare poses of different scale with care.
+        """
+        h = self._images_for(pose)
+        return _Terms(self, pose, 2 * h)(pose.matrix)[0]
+
+    def slack(self, pose: Pose, scale: bool = True, rise: float = _SLACK_RISE) -> float:
         """How far (um, mean over the MSI tissue) ``pose`` can slide before the outlines mismatch ``rise`` more.
 
         The mismatch with Omega recomputed at every pose (the images, i.e. the blur and the
@@ -239,23 +245,23 @@ class MaskAligner:
         """
         h = self._images_for(pose)
         margin = 2 * h
-        moved = apply_affine(pose, self.msi_tissue)
+        moved = pose.apply(self.msi_tissue)
         centre = moved.mean(axis=0)
         radius = float(np.sqrt(((moved - centre) ** 2).sum(axis=1).mean())) or 1.0
 
-        def move(q: np.ndarray) -> np.ndarray:
+        def move(q: np.ndarray) -> Pose:
             # q: turn and log-scale times the radius, then the shift; all in um of mean displacement
             theta = q[0] / radius
             log_s = q[1] / radius if scale else 0.0
             shift = q[2:4] if scale else q[1:3]
             out = np.eye(3)
-            out[:2, :2] = np.exp(log_s) * np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+            out[:2, :2] = np.exp(log_s) * rotation_matrix(theta)
             out[:2, 2] = centre - out[:2, :2] @ centre + shift
-            return out @ pose
+            return Pose(out) @ pose
 
         def e(q: np.ndarray) -> float:
             t = move(q)
-            return _Terms(self, t, margin)(t)[0]
+            return _Terms(self, t, margin)(t.matrix)[0]
 
         n = 4 if scale else 3
         step = 0.15 * h
@@ -284,8 +290,8 @@ class MaskAligner:
             far = max(far, min(d, reach))
         return far
 
-    def refine(self, init: np.ndarray, scale: bool = True, affine: bool = False, rounds: int = _ROUNDS) -> np.ndarray:
-        """Refine ``init`` (3 x 3, MSI um -> STR um); its handedness is kept.
+    def refine(self, init: Pose, scale: bool = True, affine: bool = False, rounds: int = _ROUNDS) -> Pose:
+        """Refine ``init`` (MSI um -> RNA um); its handedness is kept.
 
         ``scale=False`` keeps the scale of ``init``; ``affine=True`` finishes with a full
         affine fit; ``rounds`` caps the comparison-area updates (1: a quick screen).
@@ -301,6 +307,6 @@ class MaskAligner:
                 terms = _Terms(self, current, margin)
                 previous = current
                 current = step(terms, current)
-                if _displacement(previous, current, self.msi_tissue) < 0.01 * h:
+                if previous.displacement(current, self.msi_tissue) < 0.01 * h:
                     break
         return current

@@ -18,17 +18,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._agreement import MISMATCH_PENALTY
+from .._geometry import rotation_matrix
+from ._agreement import MISMATCH_PENALTY, Window
 from ._masks import Grid, density_mask, hull_mask
+from ._pose import Pose
 
 
-@dataclass
-class Pose:
-    """A searched pose (MSI um -> STR um) and its mask score."""
+@dataclass(frozen=True)
+class SearchHit:
+    """A searched pose (MSI um -> RNA um), its mask score, and the turn it was searched at."""
 
-    affine: np.ndarray
+    pose: Pose
     score: float
-    rotation_deg: float
+    turn_deg: float  # in [0, 360): the angle searched (the pose reads it in [-180, 180])
     reflection: bool
 
 
@@ -40,32 +42,28 @@ def _next_fast(n: int) -> int:
 
 def search_poses(
     msi_tissue: np.ndarray,
-    msi_window: np.ndarray,
+    msi_window: Window,
     rna: np.ndarray,
-    rna_window: np.ndarray,
+    rna_window: Window,
     *,
-    msi_pad: float,
-    rna_pad: float,
     cell: float,
     scale: float = 1.0,
     n_angles: int = 72,
     top: int = 4,
     min_separation_deg: float = 20.0,
-) -> list[Pose]:
+) -> list[SearchHit]:
     """The best ``top`` distinct poses over ``n_angles`` turns x both handednesses.
 
     Parameters
     ----------
     msi_tissue, msi_window
-        MSI tissue pixels and all MSI pixels (micrometres, MSI frame).
+        MSI tissue pixels, and where the MSI measured (micrometres, MSI frame).
     rna, rna_window
-        Spots, and points whose hull (grown by ``rna_pad``) the STR measured.
-    msi_pad, rna_pad
-        Half pitches: how far a cell reaches beyond its centre.
+        Spots, and where the RNA array measured.
     cell
         Grid spacing of the masks (about the coarser pitch); the blur is the same.
     scale
-        MSI -> STR scale held during the search.
+        MSI -> RNA scale held during the search.
     n_angles
         Turns tried per handedness (72: every 5 degrees).
     top
@@ -73,17 +71,18 @@ def search_poses(
         handedness).
     """
     sigma = cell
-    margin = rna_pad + 3 * sigma + cell
-    lo = np.minimum(rna.min(axis=0), rna_window.min(axis=0)) - margin
-    hi = np.maximum(rna.max(axis=0), rna_window.max(axis=0)) + margin
+    margin = rna_window.pad + 3 * sigma + cell
+    lo = np.minimum(rna.min(axis=0), rna_window.points.min(axis=0)) - margin
+    hi = np.maximum(rna.max(axis=0), rna_window.points.max(axis=0)) + margin
     grid_d = Grid(lo, hi, cell)
     # binary masks: soft edges would count as half-mismatched even at the right pose
     m_d = (density_mask(rna, grid_d, sigma) > 0.5).astype(np.float64)
-    w_d = (hull_mask(rna_window, rna_pad, grid_d, sigma) > 0.5).astype(np.float64)
+    w_d = (hull_mask(rna_window.points, rna_window.pad, grid_d, sigma) > 0.5).astype(np.float64)
     bare_d = w_d * (1.0 - m_d)
 
     centre = msi_tissue.mean(axis=0)
-    reach = np.sqrt(((msi_window - centre) ** 2).sum(axis=1).max()) * scale + msi_pad * scale + 3 * sigma + 2 * cell
+    msi_pad = msi_window.pad
+    reach = np.sqrt(((msi_window.points - centre) ** 2).sum(axis=1).max()) * scale + msi_pad * scale + 3 * sigma + 2 * cell
     grid_s = Grid(np.array([-reach, -reach]), np.array([reach, reach]), cell)
     shape = (_next_fast(grid_d.shape[0] + grid_s.shape[0]), _next_fast(grid_d.shape[1] + grid_s.shape[1]))
     f_md = np.fft.rfft2(m_d, shape)
@@ -94,10 +93,9 @@ def search_poses(
         flip = np.diag([1.0, -1.0 if reflection else 1.0])
         for k in range(n_angles):
             theta = 2 * np.pi * k / n_angles
-            rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
-            linear = scale * rot @ flip
+            linear = scale * rotation_matrix(theta) @ flip
             tissue = (msi_tissue - centre) @ linear.T
-            window = (msi_window - centre) @ linear.T
+            window = (msi_window.points - centre) @ linear.T
             m_s = (density_mask(tissue, grid_s, sigma) > 0.5).astype(np.float64)
             w_s = (hull_mask(window, msi_pad * scale, grid_s, sigma) > 0.5).astype(np.float64)
             u = m_s - MISMATCH_PENALTY * w_s * (1.0 - m_s)
@@ -114,18 +112,17 @@ def search_poses(
             affine = np.eye(3)
             affine[:2, :2] = linear
             affine[:2, 2] = t - linear @ centre
-            found.append(Pose(affine, float(corr[best]) * cell * cell, np.degrees(theta), reflection))
+            found.append(SearchHit(Pose(affine), float(corr[best]) * cell * cell, np.degrees(theta), reflection))
 
-    found.sort(key=lambda p: -p.score)
-    chosen: list[Pose] = []
-    for pose in found:
+    found.sort(key=lambda hit: -hit.score)
+    chosen: list[SearchHit] = []
+    for hit in found:
         distinct = all(
-            pose.reflection != c.reflection
-            or abs((pose.rotation_deg - c.rotation_deg + 180) % 360 - 180) >= min_separation_deg
+            hit.reflection != c.reflection or abs((hit.turn_deg - c.turn_deg + 180) % 360 - 180) >= min_separation_deg
             for c in chosen
         )
         if distinct:
-            chosen.append(pose)
+            chosen.append(hit)
         if len(chosen) == top:
             break
     return chosen

@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._constants import SPATIAL_KEY, UNS_KEY
-from ._inputs import msi_coordinates, msi_pixel_size, spot_radius
+from .._constants import UNS_KEY
+from ._inputs import spot_radius
+from ._pose import Pose
 from ._procrustes import fit_affine
 from ._result import RegistrationResult
 
@@ -70,22 +71,18 @@ def to_spatialdata(
     import spatialdata as sd
     from shapely import box
     from spatialdata.models import Image2DModel, ShapesModel
-    from spatialdata.transformations import Affine, Identity
+    from spatialdata.transformations import Identity
 
     if pixels_as not in ("squares", "circles"):
         raise ValueError(f"pixels_as must be 'squares' or 'circles', got {pixels_as!r}.")
-    if reg.n_msi and reg.n_msi != msi.n_obs or reg.n_rna and reg.n_rna != rna.n_obs:
-        raise ValueError("This registration was computed for other data: pass the objects you registered.")
-    pixel_um = msi_pixel_size(msi, reg.qc.details.get("msi_pixel_size_um"))
-    msi_um = msi_coordinates(msi, pixel_um)
-    rna_um = np.asarray(rna.obsm[SPATIAL_KEY], dtype=np.float64)[:, :2]
+    reg.check_pair(rna, msi)
+    msi_um = reg.msi_um(msi)
+    rna_um = reg.rna_um(rna)
     radius = spot_radius(rna, spot_radius_um)
-
-    registration = Affine(reg.affine, input_axes=("x", "y"), output_axes=("x", "y"))
-    msi_transforms = {GLOBAL: registration, MSI_FRAME: Identity()}
+    msi_transforms = {GLOBAL: reg.pose.to_spatialdata(), MSI_FRAME: Identity()}
 
     spots = circles(rna_um, radius, {GLOBAL: Identity()})
-    half = pixel_um / 2
+    half = reg.msi_pixel_size_um / 2
     if pixels_as == "squares":
         geometry = box(msi_um[:, 0] - half, msi_um[:, 1] - half, msi_um[:, 0] + half, msi_um[:, 1] + half)
         pixels = ShapesModel.parse(
@@ -111,18 +108,12 @@ def to_spatialdata(
         # image pixel (col, row) -> grid (x0 + col, y0 + row) -> MSI um (as obsm["spatial"]
         # relates to the grid: usually grid * pixel size) -> global
         grid = msi.obs[["x", "y"]].to_numpy(np.float64)
-        grid_to_um = fit_affine(grid, msi_um)
-        shift = np.eye(3)
-        shift[:2, 2] = [x0, y0]
-        to_msi = grid_to_um @ shift
+        to_msi = fit_affine(grid, msi_um) @ Pose.similarity(shift=(x0, y0))
         images[IMAGE] = Image2DModel.parse(
             array,
             dims=("c", "y", "x"),
             c_coords=[str(v) for v in msi.var_names],
-            transformations={
-                MSI_FRAME: Affine(to_msi, input_axes=("x", "y"), output_axes=("x", "y")),
-                GLOBAL: Affine(reg.affine @ to_msi, input_axes=("x", "y"), output_axes=("x", "y")),
-            },
+            transformations={MSI_FRAME: to_msi.to_spatialdata(), GLOBAL: (reg.pose @ to_msi).to_spatialdata()},
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)

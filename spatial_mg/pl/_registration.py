@@ -6,8 +6,6 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
-from .._constants import SPATIAL_KEY
-
 
 def _feature(msi: ad.AnnData, mz, layer: str | None) -> tuple[np.ndarray, str]:
     """Intensities of the chosen feature (name or nearest m/z), or the summed intensity."""
@@ -49,7 +47,7 @@ def registration(
     Parameters
     ----------
     rna, msi
-        The registered objects.
+        The registered objects (checked with ``reg.check_pair``).
     reg
         :class:`spatial_mg.align.RegistrationResult`.
     mz
@@ -76,11 +74,12 @@ def registration(
     import matplotlib.pyplot as plt
     from matplotlib.collections import EllipseCollection, PolyCollection
 
-    from ..align._inputs import msi_coordinates, msi_pixel_size, spot_radius
+    from ..align._inputs import spot_radius
 
-    pixel_um = msi_pixel_size(msi, reg.qc.details.get("msi_pixel_size_um"))
-    msi_um = msi_coordinates(msi, pixel_um)
-    rna_um = np.asarray(rna.obsm[SPATIAL_KEY], dtype=np.float64)[:, :2]
+    reg.check_pair(rna, msi)
+    pixel_um = reg.msi_pixel_size_um
+    msi_um = reg.msi_um(msi)
+    rna_um = reg.rna_um(rna)
     values, label = _feature(msi, mz, layer)
     tissue = np.ones(msi.n_obs, bool) if reg.msi_tissue is None else np.asarray(reg.msi_tissue, bool)
 

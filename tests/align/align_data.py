@@ -8,7 +8,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from spatial_mg.align._procrustes import apply_affine
+from spatial_mg.align import Pose, fit_similarity
 
 
 def hex_spots(n_rows: int, n_cols: int, pitch: float = 100.0) -> np.ndarray:
@@ -26,7 +26,7 @@ def blob(points: np.ndarray, centre, radius: float) -> np.ndarray:
     return np.hypot(d[:, 0], d[:, 1]) < r
 
 
-def make_pair(affine: np.ndarray, *, pitch: float = 75.0, radius: float = 1200.0, raster_keep: float = 1.0):
+def make_pair(affine: Pose, *, pitch: float = 75.0, radius: float = 1200.0, raster_keep: float = 1.0):
     """RNA spots and an MSI raster of the same blob tissue, related by ``affine`` (MSI -> STR).
 
     The raster covers the tissue plus background (intensity 1 % of tissue); ``raster_keep``
@@ -39,17 +39,16 @@ def make_pair(affine: np.ndarray, *, pitch: float = 75.0, radius: float = 1200.0
     rna.obsm["spatial"] = rna_um
     rna.uns["spatial_mg"] = {"units": "um", "spot_radius_um": 27.5}
     # raster around the tissue, in MSI micrometres
-    inv = np.linalg.inv(affine)
-    tissue_msi = apply_affine(inv, rna_um)
+    tissue_msi = affine.inverse().apply(rna_um)
     lo, hi = tissue_msi.min(axis=0) - 4 * pitch, tissue_msi.max(axis=0) + 4 * pitch
     gx, gy = np.meshgrid(np.arange(lo[0] // pitch, hi[0] // pitch + 1), np.arange(lo[1] // pitch, hi[1] // pitch + 1))
     grid = np.column_stack([gx.ravel(), gy.ravel()]).astype(int)
     cut = tissue_msi[:, 0].min() + raster_keep * np.ptp(tissue_msi[:, 0])
     grid = grid[grid[:, 0] * pitch <= cut]
     msi_um = grid * pitch
-    on = blob(apply_affine(affine, msi_um), centre, radius)
+    on = blob(affine.apply(msi_um), centre, radius)
     rng = np.random.default_rng(0)
-    x_coord = apply_affine(affine, msi_um)[:, 0]
+    x_coord = affine.apply(msi_um)[:, 0]
     values = np.where(on[:, None], 100.0 * rng.lognormal(0, 0.1, (len(grid), 3)), 1.0 * rng.random((len(grid), 3)))
     values[:, 2] = np.where(on, x_coord, 0.0)  # a feature that tells where a pixel truly is
     msi = ad.AnnData(
@@ -77,8 +76,6 @@ def load_sma():
     pixel positions (AnnData, grid x 100 um, no intensities), the least-squares similarity
     through the 10 landmarks, and the landmarks (MSI um, STR um).
     """
-    from spatial_mg.align._procrustes import fit_similarity
-
     cols = ["barcode", "in_tissue", "array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres"]
     spots = pd.read_csv(SMA / "visium" / "spatial" / "tissue_positions_list.csv", header=None, names=cols)
     spots = spots[spots["in_tissue"] == 1].set_index("barcode")
@@ -97,5 +94,5 @@ def load_sma():
     px_to_um = fit_similarity(px, um)
     marks = pd.read_csv(SMA / "landmarks_noHE.csv")
     msi_marks = marks[["X_left", "Y_left"]].to_numpy(float) * 100.0
-    rna_marks = apply_affine(px_to_um, marks[["X_right", "Y_right"]].to_numpy(float) / 0.04155585)
+    rna_marks = px_to_um.apply(marks[["X_right", "Y_right"]].to_numpy(float) / 0.04155585)
     return rna, msi, fit_similarity(msi_marks, rna_marks), (msi_marks, rna_marks)

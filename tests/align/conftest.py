@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from align_data import make_pair
 
-from spatial_mg.align._procrustes import similarity
+from spatial_mg.align import Pose
 
 
 @pytest.fixture(scope="session")
 def mirrored_pair():
     """A mirrored, turned, slightly shrunk MSI raster over the blob; its true transform."""
-    affine = similarity(0.96, 117.0, True, (300.0, 5200.0))
+    affine = Pose.similarity(0.96, 117.0, True, (300.0, 5200.0))
     rna, msi = make_pair(affine)
     return rna, msi, affine
 

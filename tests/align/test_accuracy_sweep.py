@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import spatial_mg as smg
-from spatial_mg.align._procrustes import apply_affine
+from spatial_mg.align import Pose
 
 SEEDS = range(10)
 
@@ -38,7 +38,7 @@ def sweep():
             mdata = smg.align.pair(s.rna, s.msi, reg)
         tissue = s.msi.obs["in_tissue"].to_numpy(bool)
         pts = np.asarray(s.msi.obsm["spatial"])[tissue]
-        err = np.linalg.norm(reg.transform(pts) - apply_affine(s.affine, pts), axis=1)
+        err = np.linalg.norm(reg.transform(pts) - Pose(s.affine).apply(pts), axis=1)
         rows.append(
             {
                 "median_error_um": float(np.median(err)),
@@ -75,7 +75,7 @@ def _register_2000_spots(seed: int):
     reg = smg.align.register(s.rna, s.msi, device="cpu")
     tissue = s.msi.obs["in_tissue"].to_numpy(bool)
     pts = np.asarray(s.msi.obsm["spatial"])[tissue]
-    return reg, float(np.median(np.linalg.norm(reg.transform(pts) - apply_affine(s.affine, pts), axis=1)))
+    return reg, float(np.median(np.linalg.norm(reg.transform(pts) - Pose(s.affine).apply(pts), axis=1)))
 
 
 @pytest.mark.slow

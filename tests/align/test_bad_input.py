@@ -7,15 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spatial_mg.align import pair, register
-from spatial_mg.align._procrustes import similarity
+from spatial_mg.align import Pose, pair, register
 
 from align_data import make_pair
 
 
 @pytest.fixture(scope="module")
 def good():
-    return make_pair(similarity(1.0, 30.0, False, (500.0, 400.0)), pitch=100.0, radius=900.0)
+    return make_pair(Pose.similarity(1.0, 30.0, False, (500.0, 400.0)), pitch=100.0, radius=900.0)
 
 
 def test_nan_coordinates_are_named(good):
@@ -78,9 +77,9 @@ def test_a_different_tissue_is_flagged_not_silently_paired(good):
 
 def test_misplaced_landmark_is_reported(good):
     rna, msi = good
-    truth = similarity(1.0, 30.0, False, (500.0, 400.0))
+    truth = Pose.similarity(1.0, 30.0, False, (500.0, 400.0))
     src = np.array([[0, 0], [2000, 0], [0, 1500], [1800, 1700], [900, 800]], float)
-    dst = src @ truth[:2, :2].T + truth[:2, 2]
+    dst = truth.apply(src)
     dst[3] += [900.0, -700.0]
     reg = register(rna, msi, method="landmarks", landmarks=(src, dst))
     assert reg.qc.confidence == "low"

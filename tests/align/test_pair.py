@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 from align_data import make_pair
 
-from spatial_mg.align import pair, register
-from spatial_mg.align._procrustes import apply_affine, similarity
+from spatial_mg.align import Pose, pair, register
 
-AFFINE = similarity(1.0, 40.0, True, (1500.0, 3000.0))
+AFFINE = Pose.similarity(1.0, 40.0, True, (1500.0, 3000.0))
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +16,7 @@ def data():
     """A raster that misses part of the tissue; feature mz_300 is each pixel's true x (um)."""
     rna, msi = make_pair(AFFINE, pitch=50.0, raster_keep=0.7)
     pts = np.array([[0, 0], [2000, 0], [0, 2000], [1500, 1800]], float)
-    reg = register(rna, msi, method="landmarks", landmarks=(pts, apply_affine(AFFINE, pts)))
+    reg = register(rna, msi, method="landmarks", landmarks=(pts, AFFINE.apply(pts)))
     return rna, msi, reg
 
 

@@ -11,7 +11,6 @@ import pytest
 from align_data import load_sma
 
 from spatial_mg.align import register
-from spatial_mg.align._procrustes import apply_affine, decompose
 
 
 @pytest.fixture(scope="module")
@@ -27,18 +26,16 @@ def sma():
 def test_fixture_facts():
     rna, msi, landmark_fit, (msi_marks, rna_marks) = load_sma()
     assert rna.n_obs == 2913 and msi.n_obs == 3084
-    parts = decompose(landmark_fit)
-    assert parts["reflection"] and parts["scale"] == pytest.approx(0.98, abs=0.01)
-    residual = np.linalg.norm(apply_affine(landmark_fit, msi_marks) - rna_marks, axis=1)
+    assert landmark_fit.reflection and landmark_fit.scale == pytest.approx(0.98, abs=0.01)
+    residual = np.linalg.norm(landmark_fit.apply(msi_marks) - rna_marks, axis=1)
     assert np.median(residual) == pytest.approx(91, abs=5)
 
 
 def test_pose_agrees_with_the_landmarks(sma):
     reg, landmark_fit, distance = sma
-    truth = decompose(landmark_fit)
-    assert reg.qc.reflection == truth["reflection"]
-    assert abs((reg.qc.rotation_deg - truth["rotation_deg"] + 180) % 360 - 180) < 4.0
-    assert reg.qc.scale == pytest.approx(truth["scale"], abs=0.05)
+    assert reg.qc.reflection == landmark_fit.reflection
+    assert abs((reg.qc.rotation_deg - landmark_fit.rotation_deg + 180) % 360 - 180) < 4.0
+    assert reg.qc.scale == pytest.approx(landmark_fit.scale, abs=0.05)
     assert np.median(distance) < 150.0  # a pixel and a half; a wrong pose is thousands off
     # the outline pins this pose only to a few tens of um (refits from nearby starts end
     # 10-30 um apart; the pose slides ~90 um before the outlines mismatch 20 % more), which

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from spatial_mg.align import Pose
+from spatial_mg.align._agreement import Window
 from spatial_mg.align._qc import MAX_SLACK
 from spatial_mg.align._refine import MaskAligner
 
@@ -21,11 +23,9 @@ def _aligner(tissue) -> MaskAligner:
     spots, pixels = _lattice(1500.0, PITCH), _lattice(1500.0, 75.0)
     return MaskAligner(
         pixels[tissue(pixels)],
-        pixels,
+        Window(pixels, 37.5),
         spots[tissue(spots)],
-        spots,
-        msi_pad=37.5,
-        rna_pad=50.0,
+        Window(spots, 50.0),
         msi_spacing=75.0,
         rna_spacing=PITCH,
     )
@@ -39,11 +39,11 @@ def _blob(p: np.ndarray) -> np.ndarray:
 
 def test_a_whole_blob_pins_the_pose():
     aligner = _aligner(_blob)
-    assert aligner.slack(np.eye(3)) < MAX_SLACK * PITCH  # not flagged
+    assert aligner.slack(Pose.identity()) < MAX_SLACK * PITCH  # not flagged
 
 
 def test_a_straight_edge_lets_the_pose_slide_along_it():
     """Tissue below a straight line across the whole window: a shift along the line costs nothing."""
     aligner = _aligner(lambda p: p[:, 1] < 200.0)
-    assert aligner.slack(np.eye(3), scale=False) >= 1.4 * PITCH  # the cap: no rise at all along the line
-    assert aligner.slack(np.eye(3)) >= 1.4 * PITCH
+    assert aligner.slack(Pose.identity(), scale=False) >= 1.4 * PITCH  # the cap: no rise at all along the line
+    assert aligner.slack(Pose.identity()) >= 1.4 * PITCH

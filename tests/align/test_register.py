@@ -9,8 +9,7 @@ import pytest
 from align_data import make_pair, median_error
 
 import spatial_mg as smg
-from spatial_mg.align import RegistrationResult, register
-from spatial_mg.align._procrustes import apply_affine, decompose, similarity
+from spatial_mg.align import Pose, RegistrationResult, register
 
 
 def test_mirrored_turned_shrunk_raster(mirrored_pair, mirrored_registration):
@@ -29,7 +28,7 @@ def test_mirrored_turned_shrunk_raster(mirrored_pair, mirrored_registration):
 
 def test_near_half_turn_with_partial_overlap():
     """A 178 degree turn and a raster that misses a third of the tissue."""
-    affine = similarity(1.03, 178.0, False, (5600.0, 5300.0))
+    affine = Pose.similarity(1.03, 178.0, False, (5600.0, 5300.0))
     rna, msi = make_pair(affine, raster_keep=0.65)
     reg = register(rna, msi, device="cpu", n_subsample=250)
     # the right pose (a wrong turn or mirror is hundreds of um off); the precision left is
@@ -54,9 +53,9 @@ def test_synthetic_vicari_sections(seed, kwargs):
     reg = register(section.rna, section.msi, device="cpu", n_subsample=300)
     tissue = section.msi.obs["in_tissue"].to_numpy(bool)
     pts = np.asarray(section.msi.obsm["spatial"])[tissue]
-    err = np.linalg.norm(reg.transform(pts) - apply_affine(section.affine, pts), axis=1)
+    err = np.linalg.norm(reg.transform(pts) - Pose(section.affine).apply(pts), axis=1)
     assert np.median(err) < 40.0  # the right pose; the 10-seed precision: benchmarks/alignment.py
-    assert reg.qc.reflection == decompose(section.affine)["reflection"]
+    assert reg.qc.reflection == Pose(section.affine).reflection
     assert reg.qc.confidence == "high", reg.qc.reason
 
 
@@ -66,7 +65,7 @@ def test_shared_features_use_fused_gw(mirrored_pair):
     msi = msi.copy()
     # an "image intensity" sampled at both: a smooth gradient across the tissue
     rna.obs["image"] = rna.obsm["spatial"][:, 0] + 0.5 * rna.obsm["spatial"][:, 1]
-    true_pos = apply_affine(affine, msi.obsm["spatial"])
+    true_pos = affine.apply(msi.obsm["spatial"])
     msi.obs["image"] = true_pos[:, 0] + 0.5 * true_pos[:, 1]
     reg = register(rna, msi, shared_features="image", device="cpu", n_subsample=200)
     assert reg.qc.details["fused"]

@@ -8,17 +8,16 @@ import spatialdata as sd
 from align_data import make_pair
 from spatialdata.transformations import get_transformation
 
-from spatial_mg.align import RegistrationResult, register, to_spatialdata
-from spatial_mg.align._procrustes import apply_affine, similarity
+from spatial_mg.align import Pose, RegistrationResult, register, to_spatialdata
 
-AFFINE = similarity(0.97, -65.0, True, (4000.0, 1000.0))
+AFFINE = Pose.similarity(0.97, -65.0, True, (4000.0, 1000.0))
 
 
 @pytest.fixture(scope="module")
 def sdata_and_inputs():
     rna, msi = make_pair(AFFINE, pitch=100.0, radius=700.0)
     pts = np.array([[0, 0], [1000, 0], [0, 1000]], float)
-    reg = register(rna, msi, method="landmarks", landmarks=(pts, apply_affine(AFFINE, pts)))
+    reg = register(rna, msi, method="landmarks", landmarks=(pts, AFFINE.apply(pts)))
     return to_spatialdata(rna, msi, reg), rna, msi, reg
 
 
@@ -33,13 +32,13 @@ def test_registration_is_an_affine_into_global(sdata_and_inputs):
     assert (spots["radius"] == 27.5).all()
     # a pixel square's centre, carried to "global", lands where the registration puts it
     centre = np.array(sdata.shapes["msi_pixels"].geometry.iloc[5].centroid.coords[0])
-    np.testing.assert_allclose(apply_affine(reg.affine, centre[None])[0], reg.transform(msi.obsm["spatial"][5:6])[0])
+    np.testing.assert_allclose(reg.pose.apply(centre[None])[0], reg.transform(msi.obsm["spatial"][5:6])[0])
     # the image: pixel (col, row) of grid cell (x, y) maps to that pixel's registered centre
     img = sdata.images["msi_image"]
     m = get_transformation(img, to_coordinate_system="global").to_affine_matrix(("x", "y"), ("x", "y"))
     x, y = msi.obs["x"].iloc[5], msi.obs["y"].iloc[5]
     col, row = x - msi.obs["x"].min(), y - msi.obs["y"].min()
-    np.testing.assert_allclose(apply_affine(m, np.array([[col, row]]))[0], reg.transform(msi.obsm["spatial"][5:6])[0])
+    np.testing.assert_allclose(Pose(m).apply(np.array([[col, row]]))[0], reg.transform(msi.obsm["spatial"][5:6])[0])
     np.testing.assert_allclose(img.sel(c="mz_100").values[row, col], msi.X[5, 0])
 
 

@@ -13,8 +13,7 @@ import pandas as pd
 import pytest
 from matplotlib.collections import EllipseCollection, PolyCollection
 
-from spatial_mg.align import RegistrationQC, RegistrationResult
-from spatial_mg.align._procrustes import similarity
+from spatial_mg.align import Pose, RegistrationQC, RegistrationResult
 from spatial_mg.pl import registration
 
 
@@ -34,7 +33,7 @@ def _data(confidence: str = "high"):
     tissue = grid[:, 0] < 6
     reason = "" if confidence == "high" else "the fitted scale 2.000 is far from 1"
     qc = RegistrationQC(0.9, 0.95, 30.0, 1.0, 10.0, False, 1.0, confidence, reason, {"msi_pixel_size_um": 100.0})
-    reg = RegistrationResult(similarity(1.0, 10.0), "moscot", qc, tissue, msi.n_obs, rna.n_obs)
+    reg = RegistrationResult(Pose.similarity(1.0, 10.0), "moscot", qc, tissue, msi.n_obs, rna.n_obs)
     return rna, msi, reg, tissue
 
 

@@ -1,0 +1,121 @@
+"""A section prepared for registration: both sides in micrometres, the MSI tissue, the windows.
+
+Everything :func:`register` reads from the two AnnData objects is read here, once, and
+checked on the way in; the stages that follow see only arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import anndata as ad
+import numpy as np
+
+from ._agreement import Window
+from ._background import TissueMask, tissue_mask
+from ._inputs import (
+    check_points,
+    msi_coordinates,
+    msi_pixel_size,
+    msi_window,
+    rna_coordinates,
+    rna_window,
+    warn_assumed_units,
+)
+from ._subsample import median_spacing
+
+
+@dataclass(frozen=True)
+class Section:
+    """One section's two modalities, ready for the registration stages.
+
+    Attributes
+    ----------
+    tissue
+        Which pixels are tissue, and by what rule.
+    msi_um
+        The tissue pixel centres (MSI um): what is registered.
+    rna_um
+        The spot centres (RNA um).
+    msi_pixel_size_um, rna_spacing_um
+        The MSI raster step and the spots' pitch (median nearest-neighbour distance).
+    msi_window, rna_window
+        Where each modality measured (convex hulls grown by half a pitch, or more when
+        unknown), and how that was decided (``msi_window_rule``, ``rna_window_rule``).
+    rna_units_known
+        Whether the spots' AnnData records micrometres (else they are assumed).
+    n_msi, n_rna
+        Pixels and spots in the AnnData objects.
+    """
+
+    tissue: TissueMask
+    msi_um: np.ndarray
+    rna_um: np.ndarray
+    msi_pixel_size_um: float
+    rna_spacing_um: float
+    msi_window: Window
+    rna_window: Window
+    msi_window_rule: str
+    rna_window_rule: str
+    rna_units_known: bool
+    n_msi: int
+    n_rna: int
+
+    @property
+    def pitch(self) -> float:
+        """The coarser of the two pitches (um): the unit of every tolerance on a pose."""
+        return max(self.msi_pixel_size_um, self.rna_spacing_um)
+
+    def details(self) -> dict:
+        """What was read and decided, for the QC details."""
+        return {
+            "background_rule": self.tissue.rule,
+            "tic_threshold": self.tissue.threshold,
+            "n_msi_pixels": self.n_msi,
+            "n_msi_tissue": int(self.tissue.mask.sum()),
+            "n_rna_spots": self.n_rna,
+            "msi_pixel_size_um": self.msi_pixel_size_um,
+            "rna_spacing_um": self.rna_spacing_um,
+            "msi_window": self.msi_window_rule,
+            "rna_window": self.rna_window_rule,
+        }
+
+
+def prepare_section(
+    rna: ad.AnnData,
+    msi: ad.AnnData,
+    *,
+    msi_pixel_size_um: float | None,
+    msi_mask,
+    tic_threshold: float | None,
+) -> Section:
+    """Read and check both sides of a section (arguments as :func:`register`'s)."""
+    pixel_um = msi_pixel_size(msi, msi_pixel_size_um)
+    msi_all = msi_coordinates(msi, pixel_um)
+    rna_um, rna_units_known = rna_coordinates(rna)
+    if not rna_units_known:
+        warn_assumed_units(stacklevel=3)  # at the caller of register
+    tissue = tissue_mask(msi, msi_mask, tic_threshold)
+    if tissue.mask.sum() < 3:
+        raise ValueError(
+            f"Only {int(tissue.mask.sum())} of {msi.n_obs} MSI pixels are left as tissue by the background rule "
+            f"({tissue.rule}). Check the intensities, or pass msi_mask=<booleans> or a lower tic_threshold."
+        )
+    msi_um = check_points(msi_all[tissue.mask], "The MSI tissue pixels")
+    rna_spacing = median_spacing(rna_um)
+    msi_points, msi_pad, msi_window_rule = msi_window(msi_all, tissue.mask, pixel_um)
+    rna_points, rna_pad, rna_window_rule = rna_window(rna, rna_um, rna_spacing)
+    return Section(
+        tissue=tissue,
+        msi_um=msi_um,
+        rna_um=rna_um,
+        msi_pixel_size_um=pixel_um,
+        rna_spacing_um=rna_spacing,
+        msi_window=Window(msi_points, msi_pad),
+        rna_window=Window(rna_points, rna_pad),
+        msi_window_rule=msi_window_rule,
+        rna_window_rule=rna_window_rule,
+        rna_units_known=rna_units_known,
+        n_msi=int(msi.n_obs),
+        n_rna=int(rna.n_obs),
+    )
