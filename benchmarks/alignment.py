@@ -2,7 +2,7 @@
 
 Prints one JSON line per part (``--parts``, default all):
 
-- ``synthetic``: ``spatial_mg.datasets.synthetic_vicari`` sections over ``--seeds`` (random
+- ``synthetic``: ``spatial_mg.sim.synthetic_vicari`` sections over ``--seeds`` (random
   rotation over the whole circle, reflection on odd seeds, scale in [0.92, 1.06], raster
   partly off the tissue), registered from coordinates (and MSI intensities for the
   background) alone. Figures: per-seed median registration error over the MSI tissue
@@ -100,7 +100,7 @@ def run_synthetic(args) -> None:
 
     rows = []
     for seed in _seeds(args.seeds):
-        data = smg.datasets.synthetic_vicari(
+        data = smg.sim.synthetic_vicari(
             n_sections=1, seed=seed, n_spots=args.n_spots, n_genes=20, n_metabolites=10, msi_reflect=bool(seed % 2)
         )
         s = data.sections[0]
@@ -190,7 +190,7 @@ def run_speed(args) -> None:
         # raster side is about 2.1 tissue radii: choose the pitch that gives ~n_pixels pixels
         radius = np.sqrt(n_spots * 100.0**2 * np.sqrt(3) / 2 / np.pi)
         pitch = float(np.clip(2.1 * radius / np.sqrt(n_pixels), 5, 500))
-        s = smg.datasets.synthetic_vicari(
+        s = smg.sim.synthetic_vicari(
             n_sections=1, seed=1, n_spots=n_spots, n_genes=20, n_metabolites=20, msi_pitch_um=pitch
         ).sections[0]
         start = time.perf_counter()

@@ -39,7 +39,7 @@ def predictions_spatialdata(pred: ad.AnnData, radius_um: float = VISIUM_SPOT_RAD
     import spatialdata as sd
     from spatialdata.transformations import Identity
 
-    from ..align._spatialdata import GLOBAL, annotating_table, circles
+    from ..align import GLOBAL, annotating_table, circles
 
     if SPATIAL_KEY not in pred.obsm:
         raise KeyError(f"The predictions have no obsm[{SPATIAL_KEY!r}]: predict from spots that carry their micrometres.")

@@ -29,7 +29,7 @@ def sweep():
     spec.loader.exec_module(bench)
     rows = []
     for seed in SEEDS:
-        s = smg.datasets.synthetic_vicari(
+        s = smg.sim.synthetic_vicari(
             n_sections=1, seed=seed, n_genes=20, n_metabolites=10, msi_reflect=bool(seed % 2)
         ).sections[0]
         reg = smg.align.register(s.rna, s.msi, device="cpu")
@@ -71,7 +71,7 @@ def test_median_error_within_10_um(sweep):
 
 def _register_2000_spots(seed: int):
     """A 2,000-spot section registered from coordinates; the result and its median error (um)."""
-    s = smg.datasets.synthetic_vicari(n_sections=1, seed=seed, n_spots=2000, n_genes=20, n_metabolites=10).sections[0]
+    s = smg.sim.synthetic_vicari(n_sections=1, seed=seed, n_spots=2000, n_genes=20, n_metabolites=10).sections[0]
     reg = smg.align.register(s.rna, s.msi, device="cpu")
     tissue = s.msi.obs["in_tissue"].to_numpy(bool)
     pts = np.asarray(s.msi.obsm["spatial"])[tissue]

@@ -11,7 +11,7 @@ from spatial_mg.align._background import tissue_mask
 
 @pytest.fixture(scope="module")
 def section():
-    return smg.datasets.synthetic_vicari(n_sections=1, seed=4, n_genes=20, n_metabolites=10).sections[0]
+    return smg.sim.synthetic_vicari(n_sections=1, seed=4, n_genes=20, n_metabolites=10).sections[0]
 
 
 def test_default_rule_matches_the_true_tissue(section):

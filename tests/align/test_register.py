@@ -49,7 +49,7 @@ def test_near_half_turn_with_partial_overlap():
     ],
 )
 def test_synthetic_vicari_sections(seed, kwargs):
-    section = smg.datasets.synthetic_vicari(n_sections=1, seed=seed, n_metabolites=10, **kwargs).sections[0]
+    section = smg.sim.synthetic_vicari(n_sections=1, seed=seed, n_metabolites=10, **kwargs).sections[0]
     reg = register(section.rna, section.msi, device="cpu", n_subsample=300)
     tissue = section.msi.obs["in_tissue"].to_numpy(bool)
     pts = np.asarray(section.msi.obsm["spatial"])[tissue]
