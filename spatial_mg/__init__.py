@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("io", "sim", "datasets", "align", "model", "metrics", "pl")
+_SUBPACKAGES = ("io", "sim", "datasets", "align", "model", "baselines", "metrics", "pl", "pipeline")
 _NAMES = {"PoEVAE": "spatial_mg.model"}
 
 __all__ = [*_SUBPACKAGES, *_NAMES, "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import align, datasets, io, metrics, model, pl, sim
+    from . import align, baselines, datasets, io, metrics, model, pipeline, pl, sim
     from .model import PoEVAE
 
 

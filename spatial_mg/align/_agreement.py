@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 from scipy.spatial import cKDTree
 
 from ._pose import Pose
-
-if TYPE_CHECKING:
-    from ._section import Section
+from ._section import Section
+from ._window import Window
 
 MISMATCH_PENALTY = 2.0  # cost of a bare pixel or spot in the common area, against +1 per matched one
 # a pixel and a spot this many coarser pitches apart still count as matched: beyond the
@@ -23,38 +20,6 @@ MATCH_PITCHES = 0.75
 def match_radius(msi_spacing_um: float, rna_spacing_um: float, scale: float) -> float:
     """Distance within which a pixel and a spot count as matched: 3/4 of the coarser pitch."""
     return MATCH_PITCHES * max(abs(scale) * msi_spacing_um, rna_spacing_um)
-
-
-class Window:
-    """The convex hull of a point set, grown by ``pad``: where that modality was measured.
-
-    Rasters and capture areas are convex, so the hull of the measured points lies inside
-    the true window whatever the tissue outline: points of the other modality outside it
-    were not measured there and are left out of the comparison (see :func:`agreement`).
-    ``points`` and ``pad`` are kept for those who draw the window (``_masks.hull_mask``).
-    """
-
-    def __init__(self, points: np.ndarray, pad: float):
-        from scipy.spatial import ConvexHull, QhullError
-
-        self.points = points
-
-        try:
-            self.equations = ConvexHull(points).equations  # unit normals, n . x + c <= 0 inside
-        except QhullError:
-            self.equations = None
-        self.pad = pad
-
-    def contains(self, points: np.ndarray) -> np.ndarray:
-        """Which ``points`` lie inside the grown hull."""
-        if self.equations is None:
-            return np.ones(len(points), dtype=bool)
-        eq = self.equations
-        out = np.ones(len(points), dtype=bool)
-        for start in range(0, len(eq), 64):  # bounded memory for hulls with many facets
-            block = eq[start : start + 64]
-            out &= (points @ block[:, :2].T + block[:, 2] <= self.pad).all(axis=1)
-        return out
 
 
 def agreement(

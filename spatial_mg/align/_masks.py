@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from scipy.spatial import ConvexHull, QhullError
+
+from ._window import Window
 
 _LEVEL_PERCENTILE = 90  # interior density: lattices are flat inside once blurred, lower at edges
 
@@ -56,16 +57,10 @@ def density_mask(points: np.ndarray, grid: Grid, sigma: float, weights: np.ndarr
 
 def hull_mask(points: np.ndarray, pad: float, grid: Grid, sigma: float) -> np.ndarray:
     """Soft mask of the convex hull of ``points`` grown by ``pad`` (where a modality measured)."""
-    try:
-        eq = ConvexHull(points).equations
-    except QhullError:
+    window = Window(points, pad)
+    if window.equations is None:  # a degenerate hull: count everything as measured
         return np.ones(grid.shape)
-    pos = grid.positions()
-    inside = np.ones(len(pos), dtype=bool)
-    for start in range(0, len(eq), 64):
-        block = eq[start : start + 64]
-        inside &= (pos @ block[:, :2].T + block[:, 2] <= pad).all(axis=1)
-    img = inside.reshape(grid.shape).astype(np.float64)
+    img = window.contains(grid.positions()).reshape(grid.shape).astype(np.float64)
     return np.clip(ndimage.gaussian_filter(img, sigma / grid.cell, mode="constant"), 0.0, 1.0)
 
 

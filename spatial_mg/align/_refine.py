@@ -33,7 +33,7 @@ from scipy import ndimage
 from scipy.optimize import minimize
 
 from .._geometry import rotation_matrix
-from ._agreement import Window
+from ._window import Window
 from ._masks import TissueImage
 from ._pose import Pose
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._geometry import rotation_matrix
-from ._agreement import MISMATCH_PENALTY, Window
+from ._agreement import MISMATCH_PENALTY
+from ._window import Window
 from ._masks import Grid, density_mask, hull_mask
 from ._pose import Pose
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import anndata as ad
 import numpy as np
 
-from ._agreement import Window
+from ._window import Window
 from ._background import TissueMask, tissue_mask
 from ._inputs import (
     check_points,

@@ -10,7 +10,6 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from .._constants import (
     SPATIAL_KEY,

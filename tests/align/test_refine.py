@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from spatial_mg.align import Pose
-from spatial_mg.align._agreement import Window
+from spatial_mg.align._window import Window
 from spatial_mg.align._qc import MAX_SLACK
 from spatial_mg.align._refine import MaskAligner
 
