@@ -85,6 +85,7 @@ def _build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", help="model folder written by 'spatial-mg train'")
     predict.add_argument("--visium", help="spaceranger outs/ folder of the RNA-only section")
     predict.add_argument("--rna", help="or: an .h5ad of spots x genes (raw counts, obsm['spatial'] in um)")
+    predict.add_argument("--name", help="the section's name (default: the folder holding outs/); evaluate checks it")
     predict.add_argument("--accelerator", default="auto", help="auto, cpu or cuda")
     _output(predict)
 
@@ -207,8 +208,8 @@ def _predict(args: argparse.Namespace) -> int:
         raise CliError("'predict' needs the RNA-only section once: --visium OUTS or --rna FILE.h5ad.")
     from .pipeline import run_predict
 
-    run_predict(model=args.model, out=args.out, visium=args.visium, rna=args.rna, accelerator=args.accelerator,
-                overwrite=args.overwrite)
+    run_predict(model=args.model, out=args.out, visium=args.visium, rna=args.rna, name=args.name,
+                accelerator=args.accelerator, overwrite=args.overwrite)
     return 0
 
 

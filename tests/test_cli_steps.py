@@ -19,7 +19,7 @@ def sections(tmp_path_factory):
     return root, data
 
 
-def test_align_train_predict_evaluate(tmp_path, sections):
+def test_align_train_predict_evaluate(tmp_path, sections, capsys):
     root, data = sections
     peaks = str(root / "peaks.csv")
     for name in ("S1", "S2"):
@@ -35,6 +35,10 @@ def test_align_train_predict_evaluate(tmp_path, sections):
     assert main(["evaluate", "--pred", str(tmp_path / "p" / "predicted.h5ad"), "--truth", truth, "--out", str(tmp_path / "e")]) == 0
     metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert -1 <= metrics["median_pearson"] <= 1 and metrics["n_metabolites"] == 6
+    # barcodes repeat between slides: scoring S2's prediction against S1's MSI is refused
+    wrong = str(tmp_path / "S1" / "pairs.h5mu")
+    assert main(["evaluate", "--pred", str(tmp_path / "p" / "predicted.h5ad"), "--truth", wrong, "--out", str(tmp_path / "w")]) == 2
+    assert "same section" in capsys.readouterr().err
 
 
 def test_results_are_not_overwritten(tmp_path, sections, capsys):

@@ -69,7 +69,7 @@ def _check_same_section(pred: ad.AnnData, truth: ad.AnnData) -> None:
         if not mine & theirs:
             raise ValueError(
                 f"The prediction is of section(s) {sorted(mine)} but the measured data are of {sorted(theirs)}: "
-                "score a prediction against the same section's measurements."
+                "score a prediction against the same section's measurements (or name them alike: --name / name=)."
             )
 
 

@@ -127,6 +127,7 @@ def run_predict(
     out: str | PathLike,
     visium: str | PathLike | None = None,
     rna: str | PathLike | None = None,
+    name: str | None = None,
     accelerator: str = "auto",
     overwrite: bool = False,
     echo=print,
@@ -135,7 +136,9 @@ def run_predict(
 
     ``model`` is the folder written by :func:`run_train` (or the model folder inside it);
     the section comes as a spaceranger ``visium`` outs folder or an ``rna`` .h5ad (raw
-    counts, ``obsm["spatial"]`` in micrometres).
+    counts, ``obsm["spatial"]`` in micrometres). ``name`` is the section's identity
+    (default: the folder holding ``outs/``); :func:`run_evaluate` checks it against the
+    measured section's.
     """
     from ..model import PoEVAE
 
@@ -146,7 +149,12 @@ def run_predict(
     if (model_dir / MODEL_DIR).is_dir():
         model_dir = model_dir / MODEL_DIR
     trained = PoEVAE.load(model_dir, accelerator=accelerator)
-    spots = read_section(visium).rna if visium is not None else ad.read_h5ad(existing_file(rna, "RNA h5ad"))
+    if visium is not None:
+        spots = read_section(visium, name=name).rna
+    else:
+        spots = ad.read_h5ad(existing_file(rna, "RNA h5ad"))
+        if name is not None:
+            spots.obs[SECTION_KEY] = pd.Categorical([name] * spots.n_obs)
     pred = predict_section(trained, spots)
     folder.write_h5ad("predicted.h5ad", pred)
     if "spatial" in pred.obsm:
