@@ -12,12 +12,17 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _SUBPACKAGES = ("io", "sim", "datasets", "align", "model", "baselines", "metrics", "pl", "pipeline")
-_NAMES = {"PoEVAE": "spatial_mg.model"}
+_NAMES = {
+    "PoEVAE": "spatial_mg.model",
+    "DeviceUnavailableError": "spatial_mg._errors",
+    "RegistrationFailedError": "spatial_mg._errors",
+}
 
 __all__ = [*_SUBPACKAGES, *_NAMES, "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import align, baselines, datasets, io, metrics, model, pipeline, pl, sim
+    from ._errors import DeviceUnavailableError, RegistrationFailedError
     from .model import PoEVAE
 
 

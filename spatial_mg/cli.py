@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from . import __version__
+from ._errors import DeviceUnavailableError, RegistrationFailedError
 
 _EPILOG = """\
 examples:
@@ -37,6 +38,7 @@ def _build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"spatial-mg {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback when a step fails")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run the whole pipeline on the built-in synthetic dataset")
@@ -48,6 +50,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--accelerator", default="auto", help="auto, cpu or cuda")
     demo.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     demo.add_argument("--write-data", metavar="PATH", help="only write the synthetic sections to PATH and stop")
+    _debug(demo)
 
     align = sub.add_parser("align", help="register an MSI section onto its Visium section and pair them")
     _config(align)
@@ -100,6 +103,7 @@ def _build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--section", help="fetch only this section where the record allows, and show its files")
     fetch.add_argument("--cache-dir", help="where datasets are kept (default $SPATIAL_MG_DATA or ~/.cache/spatial_mg)")
     fetch.add_argument("--list", action="store_true", help="list the datasets with their licence and size, and stop")
+    _debug(fetch)
     return parser
 
 
@@ -112,6 +116,12 @@ def _training_defaults() -> dict:
 
 def _config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML or YAML file whose keys are this command's flag names")
+    _debug(parser)
+
+
+def _debug(parser: argparse.ArgumentParser) -> None:
+    # also after the command (spatial-mg align ... --debug); SUPPRESS keeps the top-level value otherwise
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback on failure")
 
 
 def _output(parser: argparse.ArgumentParser) -> None:
@@ -273,10 +283,27 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _apply_config(parser, args, argv)
         return _COMMANDS[args.command](args)
-    except (CliError, FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, KeyError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"spatial-mg {args.command}: error: {message}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"spatial-mg {args.command}: interrupted; finished outputs are kept", file=sys.stderr)
+        return 130
+    except Exception as err:  # every failure is one line; --debug shows the traceback
+        if args.debug:
+            raise
+        print(f"spatial-mg {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+
+
+# Failures whose message is written for the user: bad input, missing files, no device.
+_USER_ERRORS = (CliError, OSError, ValueError, KeyError, DeviceUnavailableError, RegistrationFailedError)
+
+
+def _one_line(err: Exception) -> str:
+    """The error's message on one line; an unexpected error says so, and how to see more."""
+    message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    message = " ".join(str(message).split()) or type(err).__name__
+    if isinstance(err, _USER_ERRORS):
+        return message
+    return f"unexpected {type(err).__name__}: {message} (rerun with --debug for the traceback, and report it if it persists)"
 
 
 if __name__ == "__main__":  # pragma: no cover

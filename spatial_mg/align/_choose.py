@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._errors import RegistrationFailedError
 from ._agreement import PoseScore
 from ._pose import Pose
 from ._qc import SCALE_RANGE
@@ -98,7 +99,7 @@ def refine_candidates(candidates, aligner: MaskAligner, score: PoseScore, *, sca
         fit = aligner.refine(fit, scale=scale)
         refined.append(Refined(fit, origin, score(fit), aligner.mismatch(fit)))
     if not refined:
-        raise RuntimeError(
+        raise RegistrationFailedError(
             "Every candidate pose drifted to a scale far from 1: the two point clouds do not look like the same "
             "tissue. Check the background rule and units, or use method='landmarks'."
         )

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .._constants import SPATIAL_KEY
+from .._errors import DeviceUnavailableError, RegistrationFailedError
 
 MODALITY = "_spatial_mg_modality"  # obs column that tells moscot's two sides apart
 MSI, RNA = "msi", "rna"  # its two values: moscot couples the first (sources) with the second
@@ -103,7 +104,7 @@ def stacked(msi_points: np.ndarray, rna_points: np.ndarray, key: str) -> ad.AnnD
     return adata
 
 
-class TransportDiverged(RuntimeError):
+class TransportDiverged(RegistrationFailedError):
     """moscot returned an empty or non-finite plan."""
 
 
@@ -134,7 +135,7 @@ def jax_device(device: str | None):
     try:
         return jax.devices(device)[0]
     except RuntimeError as err:
-        raise RuntimeError(
+        raise DeviceUnavailableError(
             f"JAX sees no {device!r} device ({err}). Install a GPU build of jax (e.g. jax[cuda12]) "
             "or pass device='cpu'."
         ) from None

@@ -31,6 +31,7 @@ import time
 import anndata as ad
 import numpy as np
 
+from .._errors import RegistrationFailedError
 from ._agreement import PoseScore
 from ._candidates import Coupling, candidate_poses, couple
 from ._choose import choose_pose, refine_candidates
@@ -204,7 +205,7 @@ def _moscot_pose(
     coupling, info = couple(section, features, settings, scale=scale)
     if not refine_fit:
         if coupling is None:
-            raise RuntimeError(
+            raise RegistrationFailedError(
                 f"{info['gw_failed']} (also with a {RETRY_EPSILON_FACTOR} times larger epsilon); "
                 "refine_fit=False has nothing else to use."
             )

@@ -26,6 +26,7 @@ from .._constants import (
     STD_LAYER,
     UNS_KEY,
 )
+from .._errors import DeviceUnavailableError
 from ._config import DEFAULT_SEED, ModuleConfig, TrainingConfig
 from ._data import DeviceData, HostData, data_scales, read_data
 from ._module import PoEModule
@@ -43,7 +44,7 @@ def _device(accelerator: str | torch.device) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if accelerator in ("gpu", "cuda") or str(accelerator).startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RuntimeError(f"accelerator={accelerator!r} but torch sees no CUDA device; use 'cpu' or 'auto'")
+            raise DeviceUnavailableError(f"accelerator={accelerator!r} but torch sees no CUDA device; use 'cpu' or 'auto'")
         return torch.device("cuda" if accelerator == "gpu" else accelerator)
     if accelerator == "cpu":
         return torch.device("cpu")

@@ -62,7 +62,7 @@ def run_align(
         mz_bins = read_peak_list(mz_bins)
     section = read_section(visium, msi, name=name, mz_bins=mz_bins, ppm=ppm, bin_width=bin_width, pixel_size_um=pixel_size_um)
     if isinstance(landmarks, (str, PathLike)):
-        landmarks = pd.read_csv(existing_file(landmarks, "landmarks csv"))
+        landmarks = _read_file(pd.read_csv, landmarks, "landmarks csv", "a csv with columns msi_x, msi_y, rna_x, rna_y (um)")
     method = "moscot" if landmarks is None else "landmarks"
     section = align_section(section, method=method, landmarks=landmarks, strategy=strategy, msi_scale=msi_scale, device=device)
     reg = section.registration
@@ -97,7 +97,7 @@ def run_train(
     folder = OutputFolder(out, overwrite=overwrite)
     by_section: dict[str, md.MuData] = {}
     for path in pairs:
-        mdata = md.read_h5mu(existing_file(path, "pairs file"))
+        mdata = _read_file(md.read_h5mu, path, "pairs file", "a pairs.h5mu written by 'spatial-mg align'")
         name = _section_of(mdata, Path(path))
         if name in by_section:
             raise ValueError(
@@ -152,7 +152,7 @@ def run_predict(
     if visium is not None:
         spots = read_section(visium, name=name).rna
     else:
-        spots = ad.read_h5ad(existing_file(rna, "RNA h5ad"))
+        spots = _read_file(ad.read_h5ad, rna, "RNA file", "an .h5ad of spots x genes (raw counts)")
         if name is not None:
             spots.obs[SECTION_KEY] = pd.Categorical([name] * spots.n_obs)
     pred = predict_section(trained, spots)
@@ -162,6 +162,16 @@ def run_predict(
     echo(f"predicted {pred.n_vars} metabolites for {pred.n_obs} spots (mean in X, std in layers['{STD_LAYER}']); "
          f"results in {folder.path}")
     return pred
+
+
+def _read_file(reader, path, what: str, expected: str):
+    """``reader(path)``, or one clear error naming the file and what it should be."""
+    path = existing_file(path, what)
+    try:
+        return reader(path)
+    except Exception as err:  # h5py, anndata and mudata raise many types for a wrong file
+        detail = " ".join(str(err).split())[:200]
+        raise ValueError(f"{what} '{path}' cannot be read ({type(err).__name__}: {detail}); give {expected}.") from err
 
 
 def run_evaluate(
@@ -178,9 +188,14 @@ def run_evaluate(
     .h5ad of measured maps on the same scale. Writes ``metabolites.csv`` and ``metrics.json``.
     """
     folder = OutputFolder(out, overwrite=overwrite)
-    predicted = ad.read_h5ad(existing_file(pred, "prediction h5ad"))
-    truth_path = existing_file(truth, "measured data")
-    measured = md.read_h5mu(truth_path)["msi"] if truth_path.suffix == ".h5mu" else ad.read_h5ad(truth_path)
+    predicted = _read_file(ad.read_h5ad, pred, "prediction file", "the predicted.h5ad written by 'spatial-mg predict'")
+    if Path(truth).suffix == ".h5mu":
+        pairs = _read_file(md.read_h5mu, truth, "measured data", "the section's pairs.h5mu written by 'spatial-mg align'")
+        if "msi" not in pairs.mod:
+            raise ValueError(f"'{truth}' has no 'msi' modality; give the section's pairs.h5mu written by 'spatial-mg align'.")
+        measured = pairs["msi"]
+    else:
+        measured = _read_file(ad.read_h5ad, truth, "measured data", "the section's pairs.h5mu, or an .h5ad of measured maps")
     if not len(predicted.obs_names.intersection(measured.obs_names)):
         raise ValueError(f"No spot of '{pred}' is in '{truth}': are they the same section?")
     figures, table = evaluate_prediction(predicted, measured)

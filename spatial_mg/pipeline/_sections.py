@@ -106,7 +106,10 @@ def read_peak_list(path: str | PathLike) -> np.ndarray:
     from .._validation import existing_file
 
     path = existing_file(path, "peak list")
-    table = pd.read_csv(path)
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ValueError(f"Peak list '{path}' is empty or not a csv ({err}); give a csv with an 'mz' column.") from err
     column = "mz" if "mz" in table.columns else table.columns[0]
     values = pd.to_numeric(table[column], errors="coerce").dropna().to_numpy()
     if column != "mz":  # a headerless list: its first value became the column name

@@ -1,0 +1,72 @@
+"""Every CLI failure is one line on stderr naming what is wrong, exit 2; --debug shows the traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from spatial_mg import cli
+from spatial_mg.cli import main
+
+
+def _err_lines(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+def test_an_unexpected_failure_is_one_line_and_debug_shows_it(tmp_path, capsys, monkeypatch):
+    def broken(**kwargs):
+        raise ZeroDivisionError("a bug")
+
+    import spatial_mg.pipeline
+
+    monkeypatch.setattr(spatial_mg.pipeline, "run_evaluate", broken)
+    args = ["evaluate", "--pred", "p.h5ad", "--truth", "t.h5mu", "--out", str(tmp_path / "e")]
+    assert main(args) == 2
+    lines = _err_lines(capsys)
+    assert len(lines) == 1 and "unexpected ZeroDivisionError: a bug" in lines[0] and "--debug" in lines[0]
+    with pytest.raises(ZeroDivisionError):
+        main([*args, "--debug"])
+    with pytest.raises(ZeroDivisionError):
+        main(["--debug", *args])
+
+
+def test_an_interrupt_keeps_quiet_and_exits_130(tmp_path, capsys, monkeypatch):
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt
+
+    import spatial_mg.pipeline
+
+    monkeypatch.setattr(spatial_mg.pipeline, "run_evaluate", interrupted)
+    assert main(["evaluate", "--pred", "p", "--truth", "t", "--out", str(tmp_path / "e")]) == 130
+    assert "interrupted" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--pred", "--truth"])
+def test_files_of_the_wrong_kind_are_named(tmp_path, capsys, flag):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    other = tmp_path / "other.h5ad"
+    import anndata as ad
+    import numpy as np
+
+    ad.AnnData(np.ones((2, 2), dtype=np.float32)).write_h5ad(other)
+    files = {"--pred": str(other), "--truth": str(other)}
+    files[flag] = str(text)
+    assert main(["evaluate", "--pred", files["--pred"], "--truth", files["--truth"], "--out", str(tmp_path / "e")]) == 2
+    lines = _err_lines(capsys)
+    assert len(lines) == 1 and str(text) in lines[0] and "give " in lines[0]
+
+
+def test_an_empty_peak_list_is_named(tmp_path, capsys, visium_dir, imzml_continuous):
+    empty = tmp_path / "peaks.csv"
+    empty.write_text("")
+    args = ["align", "--visium", str(visium_dir), "--msi", str(imzml_continuous), "--mz-bins", str(empty)]
+    assert main([*args, "--out", str(tmp_path / "o")]) == 2
+    lines = _err_lines(capsys)
+    assert len(lines) == 1 and str(empty) in lines[0] and "'mz' column" in lines[0]
+
+
+def test_a_missing_gpu_is_a_user_error_not_a_crash(capsys):
+    from spatial_mg import DeviceUnavailableError
+
+    assert cli._one_line(DeviceUnavailableError("no CUDA device; use 'cpu'")) == "no CUDA device; use 'cpu'"
+    assert "unexpected" in cli._one_line(RuntimeError("x"))
