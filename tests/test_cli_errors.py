@@ -70,3 +70,22 @@ def test_a_missing_gpu_is_a_user_error_not_a_crash(capsys):
 
     assert cli._one_line(DeviceUnavailableError("no CUDA device; use 'cpu'")) == "no CUDA device; use 'cpu'"
     assert "unexpected" in cli._one_line(RuntimeError("x"))
+
+
+def test_a_query_without_the_training_genes_says_which_are_missing(tmp_path):
+    import anndata as ad
+    import mudata as md
+    import numpy as np
+
+    from spatial_mg.model import PoEVAE
+
+    rng = np.random.default_rng(0)
+    rna = ad.AnnData(rng.poisson(2.0, (60, 8)).astype(np.float32))
+    rna.var_names = [f"g{i}" for i in range(8)]
+    msi = ad.AnnData(rng.normal(size=(60, 3)).astype(np.float32))
+    msi.var_names = ["m1", "m2", "m3"]
+    mdata = md.MuData({"rna": rna, "msi": msi})
+    PoEVAE.setup_mudata(mdata, likelihoods={"rna": "nb", "msi": "gaussian"})
+    model = PoEVAE(mdata, n_latent=2, n_hidden=8)
+    with pytest.raises(ValueError, match=r"lacks 3 of the 8 'rna' features.*5 overlap.*'g5'"):
+        model.predict(rna[:, :5].copy(), target="msi")

@@ -372,14 +372,25 @@ class PoEVAE:
         return read_data(data, self.registry, what="query", anndata_modality=mod, require_all=False)
 
     def _anndata_modality(self, adata, exclude: str | None) -> str:
+        """The modality whose features an AnnData query holds; the error says how far each falls short."""
         names = set(map(str, adata.var_names))
-        fits = [n for n, e in self.registry.modalities.items() if n != exclude and set(e.features) <= names]
-        if len(fits) != 1:
+        candidates = {n: e.features for n, e in self.registry.modalities.items() if n != exclude}
+        fits = [n for n, features in candidates.items() if set(features) <= names]
+        if len(fits) == 1:
+            return fits[0]
+        if fits:
             raise ValueError(
-                f"cannot tell which modality this AnnData holds ({'several' if fits else 'none'} of "
-                f"{self.registry.names} match its features); pass modality=..."
+                f"the query's features include all of those of modalities {fits}: say which one it holds "
+                "(modality=... in Python)"
             )
-        return fits[0]
+        # the modality it most likely holds, and what it lacks of it
+        name, features = max(candidates.items(), key=lambda item: len(names.intersection(item[1])))
+        missing = [f for f in features if f not in names]
+        raise ValueError(
+            f"the query lacks {len(missing)} of the {len(features)} {name!r} features the model was trained on "
+            f"({len(features) - len(missing)} overlap; missing e.g. {missing[:5]}): give it the training features "
+            "(extra features and another order are fine), e.g. the same gene panel and reference"
+        )
 
     def _batches(self, host: HostData, batch_size: int):
         device = self.device
