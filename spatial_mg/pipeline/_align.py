@@ -66,6 +66,13 @@ def align_section(
         **(register_kwargs or {}),
     )
     pairs = align.pair(section.rna, section.msi, registration, strategy=strategy)
+    if pairs.n_obs == 0:
+        why = f" ({registration.qc.reason})" if registration.qc.reason else ""
+        raise ValueError(
+            f"No spot of section '{section.name}' was paired with MSI pixels: the registration put the MSI off the "
+            f"spots{why}. Check the MSI pixel size ({registration.msi_pixel_size_um:g} um here) and that both files "
+            "are of this section, or register with landmarks."
+        )
     pairs["msi"].obs[SECTION_KEY] = pd.Categorical([section.name] * pairs.n_obs)  # as its spots carry it
     if msi_scale == "log1p":
         pairs = log_msi(pairs)
@@ -85,7 +92,7 @@ def log_msi(pairs: md.MuData) -> md.MuData:
     if msi.uns.get(UNS_KEY, {}).get("msi_scale") == "log1p":
         raise ValueError("These pairs' MSI values are log1p already; log_msi applies once.")
     x = msi.X
-    if (x.min() if not sp.issparse(x) else x.data.min(initial=0)) < 0:
+    if (np.min(x, initial=0) if not sp.issparse(x) else x.data.min(initial=0)) < 0:
         raise ValueError(
             "MSI intensities must be non-negative for log1p; are they log-transformed or standardised already? "
             "Then pair with msi_scale='linear'."

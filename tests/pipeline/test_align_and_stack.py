@@ -64,3 +64,12 @@ def _rna_only(pairs):
     import mudata as md
 
     return md.MuData({"rna": pairs["rna"].copy()})
+
+
+def test_a_registration_that_pairs_nothing_is_an_error_naming_the_pixel_size(written):
+    from spatial_mg.pipeline import read_peak_list, read_section
+
+    root, _, files = written
+    wrong = read_section(files[0], mz_bins=read_peak_list(root / "peaks.csv"), pixel_size_um=1000.0)  # 10x too coarse
+    with pytest.raises(ValueError, match=r"No spot of section 'S1' was paired.*1000 um"):
+        align_section(wrong, device="cpu")
