@@ -38,6 +38,24 @@ def _synced_paths(monkeypatch) -> list[str]:
     return synced
 
 
+def _run_while_watching(workers: list[threading.Thread], look) -> None:
+    """Run ``workers`` to their end while another thread calls ``look()`` over and over."""
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            look()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    stop.set()
+    watcher.join()
+
+
 # --- files ------------------------------------------------------------------------------------
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name the synced files")
 def test_a_file_is_flushed_to_disk_before_its_rename_and_the_folder_after(tmp_path, monkeypatch):
@@ -77,7 +95,7 @@ def test_temporaries_are_unique_and_keep_the_suffix(tmp_path):
 def test_concurrent_writers_of_one_file_never_show_half_a_file(tmp_path):
     target = tmp_path / "big.txt"
     contents = {c: c * 200_000 for c in "ab"}
-    seen, stop = set(), threading.Event()
+    seen = set()
 
     def write(char):
         for _ in range(10):
@@ -87,19 +105,10 @@ def test_concurrent_writers_of_one_file_never_show_half_a_file(tmp_path):
                     handle.flush()
 
     def read():
-        while not stop.is_set():
-            if target.exists():
-                seen.add(target.read_text())
+        if target.exists():
+            seen.add(target.read_text())
 
-    reader = threading.Thread(target=read)
-    reader.start()
-    writers = [threading.Thread(target=write, args=(c,)) for c in "ab"]
-    for t in writers:
-        t.start()
-    for t in writers:
-        t.join()
-    stop.set()
-    reader.join()
+    _run_while_watching([threading.Thread(target=write, args=(c,)) for c in "ab"], read)
     assert seen and seen <= set(contents.values())  # only ever one writer's whole file
     assert [p.name for p in tmp_path.iterdir()] == ["big.txt"]
 
@@ -154,22 +163,13 @@ def test_two_writers_of_one_folder_exactly_one_wins_and_the_folder_is_never_miss
     if overwrite:
         with atomic_dir(target) as tmp:
             (tmp / "weights").write_text("0" * 1000)
-    barrier, results, missing, stop = threading.Barrier(2), {}, [], threading.Event()
+    barrier, results, missing = threading.Barrier(2), {}, []
 
     def watch():
-        while not stop.is_set():
-            if overwrite and not (target / "weights").is_file():
-                missing.append(time.monotonic())
+        if overwrite and not (target / "weights").is_file():
+            missing.append(time.monotonic())
 
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    savers = [_saver(target, tag, barrier, results, overwrite) for tag in "ab"]
-    for t in savers:
-        t.start()
-    for t in savers:
-        t.join()
-    stop.set()
-    watcher.join()
+    _run_while_watching([_saver(target, tag, barrier, results, overwrite) for tag in "ab"], watch)
     winners = [tag for tag, result in results.items() if result == "won"]
     assert len(winners) == 1, results
     (loser,) = set("ab") - set(winners)
