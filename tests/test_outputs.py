@@ -151,6 +151,14 @@ def test_a_folder_with_results_is_refused_without_overwrite(tmp_path):
     assert (tmp_path / "out" / "metrics.json").read_text() == "{}"
 
 
+def test_an_output_path_that_is_or_lies_under_a_file_is_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="is a file; give a folder"):
+        OutputFolder(tmp_path / "file")
+    with pytest.raises(NotADirectoryError, match=rf"lies under '{tmp_path / 'file'}', which is a file"):
+        OutputFolder(tmp_path / "file" / "sub" / "out")
+
+
 # --- nothing under the name until the run ends ----------------------------------------------------
 def test_results_appear_together_when_the_run_ends(tmp_path):
     out = tmp_path / "a" / "out"

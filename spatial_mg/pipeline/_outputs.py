@@ -131,6 +131,9 @@ class OutputFolder:
         target = self._target
         if target.exists() and not target.is_dir():
             raise NotADirectoryError(f"Output path '{self.path}' is a file; give a folder.")
+        above = next((p for p in target.parents if p.exists()), target)
+        if not above.is_dir():
+            raise NotADirectoryError(f"Output path '{self.path}' lies under '{above}', which is a file; give a folder.")
         if not (target.is_dir() and any(target.iterdir())):
             return
         if not self.overwrite:
@@ -180,7 +183,8 @@ class OutputFolder:
             remove(staging)
             kept = False
         where = f"; the results it finished are in '{staging}'" if kept else ""
+        who = describe(previous) if previous else "a run whose lock file is unreadable"
         say(
-            f"'{self.path}' was claimed by {describe(previous)}, which is no longer running: it stopped before "
+            f"'{self.path}' was claimed by {who}, which is no longer running: it stopped before "
             f"finishing{where}. This run replaces its claim."
         )
