@@ -80,15 +80,21 @@ class Claim:
 
     def acquire(self) -> Claim:
         """Take the claim, or raise :class:`PathInUseError` naming the live process that holds it."""
-        self.lock.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps(self.record).encode()
-        for _ in range(_ATTEMPTS):
-            fd = _create_filled(self.lock, text)
-            if fd is None:
-                fd, self.previous = self._take_over_stale(text)
-            if fd is not None:
-                self._fd = fd
-                return self
+        try:
+            self.lock.parent.mkdir(parents=True, exist_ok=True)
+            for _ in range(_ATTEMPTS):
+                fd = _create_filled(self.lock, text)
+                if fd is None:
+                    fd, self.previous = self._take_over_stale(text)
+                if fd is not None:
+                    self._fd = fd
+                    return self
+        except PermissionError:
+            raise PermissionError(
+                f"Cannot write '{self.path}': no permission to write in '{self.lock.parent}'. "
+                "Choose a place you can write to."
+            ) from None
         raise PathInUseError(
             f"Could not claim '{self.path}': other processes keep taking and releasing '{self.lock}'. Try again."
         )

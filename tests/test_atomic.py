@@ -287,3 +287,12 @@ def test_the_lock_file_appears_filled_in(tmp_path, monkeypatch):
         pass
     assert seen[0]["pid"] == os.getpid() and seen[0]["staging"] == "s"
     assert _hidden(tmp_path) == []
+
+
+def test_a_folder_without_write_permission_is_named(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(args[0]))
+
+    monkeypatch.setattr(os, "open", refuse)  # what a read-only folder does (root ignores chmod)
+    with pytest.raises(PermissionError, match=rf"Cannot write '{tmp_path / 'out'}': no permission to write in '{tmp_path}'"):
+        Claim(tmp_path / "out").acquire()
