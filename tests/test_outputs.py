@@ -226,3 +226,18 @@ def test_the_run_after_a_killed_one_says_where_its_finished_files_are(tmp_path, 
     assert f"pid {proc.pid}" in err and "no longer running" in err and f"finished are in '{staged}'" in err
     assert (staged / "finished.txt").read_text() == "done"  # kept: a crash loses no finished work
     assert _visible(out) == ["new.txt"]
+
+
+def test_a_mount_point_is_refused_before_the_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(os.path, "ismount", lambda path: Path(path) == tmp_path / "usb")
+    (tmp_path / "usb").mkdir()
+    with pytest.raises(ValueError, match="is a mount point; give a folder inside it"):
+        OutputFolder(tmp_path / "usb")
+
+
+def test_overwrite_of_the_working_folder_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "old.txt").write_text("old")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="current working folder"):
+        OutputFolder(".", overwrite=True)
+    assert (tmp_path / "old.txt").read_text() == "old"

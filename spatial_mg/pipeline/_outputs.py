@@ -134,6 +134,8 @@ class OutputFolder:
         above = next((p for p in target.parents if p.exists()), target)
         if not above.is_dir():
             raise NotADirectoryError(f"Output path '{self.path}' lies under '{above}', which is a file; give a folder.")
+        if os.path.ismount(target):  # results are staged beside the folder: on another file system here
+            raise ValueError(f"Output folder '{self.path}' is a mount point; give a folder inside it.")
         if not (target.is_dir() and any(target.iterdir())):
             return
         if not self.overwrite:
@@ -147,11 +149,10 @@ class OutputFolder:
                     f"--overwrite would replace the output folder '{self.path}' as a whole, and it holds this "
                     f"run's input '{path}'. Write the results to another folder."
                 )
-        if os.path.ismount(target) or Path.cwd().resolve().is_relative_to(target):
-            where = "a mount point" if os.path.ismount(target) else "the current working folder, or holds it"
+        if Path.cwd().resolve().is_relative_to(target):
             raise ValueError(
-                f"--overwrite replaces the output folder '{self.path}' as a whole, and it is {where}. "
-                "Empty it yourself, or choose another folder."
+                f"--overwrite replaces the output folder '{self.path}' as a whole, and it is the current working "
+                "folder, or holds it. Empty it yourself, or choose another folder."
             )
 
     def _publish(self) -> None:
