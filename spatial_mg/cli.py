@@ -130,21 +130,39 @@ def _output(parser: argparse.ArgumentParser) -> None:
 
 
 def _apply_config(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> argparse.Namespace:
-    """Config-file values fill the flags the command line did not give."""
+    """Config-file values fill the flags the command line did not give, each checked as its flag would be."""
     if not getattr(args, "config", None):
         return args
-    from .pipeline._config import read_config
+    from .pipeline._config import config_value, read_config
 
-    values = read_config(args.config)
-    given = {a.split("=")[0].lstrip("-").replace("-", "_") for a in argv if a.startswith("--")}
-    known = vars(args)
-    for key, value in values.items():
-        key = key.replace("-", "_")
-        if key not in known:
+    actions = _config_actions(parser, args.command)
+    given = _flags_given(actions, argv)
+    for key, value in read_config(args.config).items():
+        dest = key.replace("-", "_")
+        action = actions.get(dest)
+        if action is None:
             raise CliError(f"'{args.config}': unknown setting '{key}' for '{args.command}' (see --help).")
-        if key not in given:
-            setattr(args, key, value)
+        value = config_value(args.config, key, value, kind=action.type, flag=action.nargs == 0,
+                             many=action.nargs in ("+", "*"), choices=action.choices)
+        if dest not in given and value is not None:
+            setattr(args, dest, value)
     return args
+
+
+def _config_actions(parser: argparse.ArgumentParser, command: str) -> dict[str, argparse.Action]:
+    """The flags of ``command`` that a config file may set, by name (not --help, not --config)."""
+    (commands,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {a.dest: a for a in commands.choices[command]._actions if a.dest not in (argparse.SUPPRESS, "help", "config")}
+
+
+def _flags_given(actions: dict[str, argparse.Action], argv: list[str]) -> set[str]:
+    """The names of the flags on the command line, also where abbreviated as argparse allows (--epo 5)."""
+    given = set()
+    for token in (t.split("=", 1)[0] for t in argv if t.startswith("--")):
+        matches = {d for d, a in actions.items() for o in a.option_strings if o == token}
+        matches = matches or {d for d, a in actions.items() for o in a.option_strings if o.startswith(token)}
+        given |= matches if len(matches) == 1 else set()
+    return given
 
 
 def _require(args: argparse.Namespace, *names: str) -> None:

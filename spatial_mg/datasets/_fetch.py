@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tarfile
-import uuid
 import zipfile
 from datetime import datetime, timezone
 from os import PathLike
@@ -23,12 +23,14 @@ from urllib.request import url2pathname
 
 import pandas as pd
 
-from .._atomic import atomic_file
+from .._atomic import atomic_dir, atomic_file
+from .._claim import PathInUseError
 from ._manifests import DatasetManifest, ManifestFile, all_manifests, get_manifest
 
 CHECKSUMS_FILE = "checksums.json"
 _LOADABLE_LAYOUTS = ("sma_processed", "magpie")
 _MAX_NESTING = 3  # archives inside archives inside archives; deeper is a malformed record
+_MAX_LINK_STEPS = 64  # symlinks followed to resolve one member's path
 
 
 def data_home(cache_dir: str | PathLike | None = None) -> Path:
@@ -87,8 +89,11 @@ def fetch(
     to a temporary file and moves it in place only after the check), and so is unpacking.
     """
     manifest = name if isinstance(name, DatasetManifest) else get_manifest(name)
-    root = data_home(cache_dir) / manifest.name
+    root = data_home(cache_dir) / _plain_name(manifest.name, "dataset name", manifest.name)
     files = manifest.files_for(section)
+    for entry in files:
+        _plain_name(entry.name, "file name", manifest.name)
+        _plain_name(_stem(entry.name), "file name (without its archive suffix)", manifest.name)
     if section is not None and not manifest.per_section_files:
         print(f"{manifest.name}: the record is only downloadable whole; fetching it all, then looking up '{section}'.")
     recorded = _read_recorded(root)
@@ -103,6 +108,16 @@ def fetch(
     elif section is not None:
         print(f"{manifest.name}: its layout is not read by spatial_mg; look for '{section}' under {root}.")
     return root
+
+
+def _plain_name(name: str, what: str, dataset: str) -> str:
+    """``name`` if it names one entry of a folder (it becomes a path in the cache), else a clear error."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ValueError(
+            f"The manifest of '{dataset}' gives the {what} '{name}', which is not a plain name; "
+            "fix the manifest (names may not hold '/', '\\' or be '.' or '..')."
+        )
+    return name
 
 
 def _download(entry: ManifestFile, root: Path, recorded: dict, progress: bool) -> Path:
@@ -195,41 +210,111 @@ def _unpack(archive: Path, entry: ManifestFile, dest: Path) -> None:
     """Unpack into ``dest`` through a temporary sibling, so a crash never leaves half a folder."""
     if dest.is_dir():
         return
-    tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        _extract(archive, entry.unpack, tmp)
-        if entry.unpack_nested:
-            _extract_nested(tmp)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        with atomic_dir(dest) as tmp:
+            _extract(archive, entry.unpack, tmp)
+            if entry.unpack_nested:
+                _extract_nested(tmp)
+    except PathInUseError as err:
+        raise PathInUseError(f"{err} (Another fetch of this dataset is unpacking it.)") from None
+    except FileExistsError:
+        if not dest.is_dir():  # unpacked meanwhile by another fetch: nothing left to do
+            raise
 
 
 def _extract(archive: Path, kind: str, dest: Path) -> None:
-    import pooch
-
+    """Unpack ``archive`` into ``dest``, refusing it whole if any member would land or point outside ``dest``."""
     if kind == "zip":
-        if not zipfile.is_zipfile(archive):
-            raise ValueError(f"'{archive}' is not a zip archive; the manifest says unpack: zip.")
-        processor = pooch.Unzip(extract_dir=str(dest))
+        _extract_zip(archive, dest)
     else:
-        _check_tar_members(archive)
-        processor = pooch.Untar(extract_dir=str(dest))
-    processor(str(archive), "download", None)
+        _extract_tar(archive, dest)
 
 
-def _check_tar_members(archive: Path) -> None:
-    """Refuse tar members that would land outside the folder (pooch filters only on Python >= 3.12)."""
+def _refusal(archive: Path, member: str, reason: str) -> ValueError:
+    return ValueError(
+        f"'{archive}' was refused and nothing of it was unpacked: its member '{member}' {reason}. "
+        "Such an archive is unsafe; report it to the dataset's maintainers."
+    )
+
+
+def _extract_zip(archive: Path, dest: Path) -> None:
+    if not zipfile.is_zipfile(archive):
+        raise ValueError(f"'{archive}' is not a zip archive; the manifest says unpack: zip.")
+    with zipfile.ZipFile(archive) as zf:
+        for name in zf.namelist():
+            # zipfile itself would quietly rename such members into the folder; a record holding them is malformed
+            parts = re.split(r"[/\\]", name)
+            if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name):
+                raise _refusal(archive, name, "points outside the archive (an absolute path)")
+            if ".." in parts:
+                raise _refusal(archive, name, "points outside the archive (through '..')")
+        zf.extractall(dest)
+
+
+def _extract_tar(archive: Path, dest: Path) -> None:
     if not tarfile.is_tarfile(archive):
         raise ValueError(f"'{archive}' is not a tar archive; the manifest says unpack: tar.")
-    with tarfile.open(archive) as tar:
-        for member in tar.getmembers():
-            target = member.linkname if (member.issym() or member.islnk()) else ""
-            for path in (member.name, os.path.join(os.path.dirname(member.name), target) if target else ""):
-                norm = os.path.normpath(path) if path else ""
-                if norm and (os.path.isabs(norm) or norm == ".." or norm.startswith(".." + os.sep)):
-                    raise ValueError(f"'{archive}' has a member '{member.name}' that points outside the archive.")
+    try:
+        with tarfile.open(archive) as tar:
+            _check_tar_members(archive, tar.getmembers())
+            # and the standard library's own check as it writes (real paths, modes, device files)
+            tar.extractall(dest, filter="data")
+    except tarfile.FilterError as err:
+        raise _refusal(archive, err.tarinfo.name, f"was refused by tarfile's safety filter ({err})") from None
+    except tarfile.TarError as err:
+        raise ValueError(f"'{archive}' is damaged ({err}); delete it and fetch again.") from None
+
+
+class _Escape(Exception):
+    """A path that leaves the extraction folder; its text says how."""
+
+
+def _check_tar_members(archive: Path, members: list[tarfile.TarInfo]) -> None:
+    """Refuse an archive any of whose members would be written, or point, outside the folder.
+
+    Paths are resolved the way the file system will resolve them once the earlier members
+    are on disk: through the archive's own symlinks, so a chain of links that each look
+    harmless (``d1/d2 -> ..``, ``s1 -> d1/d2``, ``s2 -> s1/..``) is caught. Symlinks
+    resolve from their own folder, hard links from the archive's root.
+    """
+    links: dict[tuple[str, ...], str] = {}  # symlinks so far: their resolved place -> their text
+    for member in members:
+        try:
+            if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+                raise _Escape("is a device or pipe, which no dataset needs")
+            place = _resolve(member.name, links, follow_last=False)
+            if place in links:
+                raise _Escape(f"would be written through the link '{'/'.join(place)}' that an earlier member made")
+            if member.issym():
+                _resolve(member.linkname, links, base=place[:-1])
+                links[place] = member.linkname
+            elif member.islnk():
+                _resolve(member.linkname, links)
+        except _Escape as how:
+            raise _refusal(archive, member.name, str(how)) from None
+
+
+def _resolve(text: str, links: dict, base: tuple[str, ...] = (), follow_last: bool = True, budget: list | None = None) -> tuple[str, ...]:
+    """Where ``text``, read from folder ``base``, lands inside the archive's root; raise _Escape if it leaves it."""
+    budget = [_MAX_LINK_STEPS] if budget is None else budget
+    if text.startswith("/") or re.match(r"[A-Za-z]:", text):
+        raise _Escape(f"points outside the archive (the absolute path '{text}')")
+    parts = list(base)
+    pieces = [p for p in text.split("/") if p not in ("", ".")]
+    for i, piece in enumerate(pieces):
+        if piece == "..":
+            if not parts:
+                raise _Escape(f"points outside the archive ('{text}' climbs above its root)")
+            parts.pop()
+            continue
+        parts.append(piece)
+        key = tuple(parts)
+        if key in links and (follow_last or i < len(pieces) - 1):
+            budget[0] -= 1
+            if budget[0] < 0:  # a loop, or a crafted maze of links
+                raise _Escape("points through too many links (a loop?)")
+            parts = list(_resolve(links[key], links, base=key[:-1], budget=budget))
+    return tuple(parts)
 
 
 def _extract_nested(folder: Path) -> None:
@@ -239,6 +324,6 @@ def _extract_nested(folder: Path) -> None:
         if not inner:
             return
         for path in inner:
-            _extract(path, "zip", path.parent)
+            _extract_zip(path, path.parent)
             path.unlink()  # our own extracted copy; the download itself is kept
     raise ValueError(f"'{folder}' still holds zip archives after {_MAX_NESTING} rounds of unpacking.")

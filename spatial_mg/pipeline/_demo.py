@@ -79,70 +79,70 @@ def run_demo(
     matplotlib.use("Agg")
 
     config = config or DemoConfig()
-    folder = OutputFolder(out, overwrite=overwrite)
-    progress = _Progress(7, echo)
+    with OutputFolder(out, overwrite=overwrite, inputs=[data_dir]) as folder:
+        progress = _Progress(7, echo)
 
-    progress.stage("writing the synthetic sections in their real formats (spaceranger outs/, imzML)")
-    files, peaks, truth = _demo_files(config, Path(data_dir) if data_dir else default_cache())
+        progress.stage("writing the synthetic sections in their real formats (spaceranger outs/, imzML)")
+        files, peaks, truth = _demo_files(config, Path(data_dir) if data_dir else default_cache())
 
-    progress.stage(f"reading {len(files)} sections (read_visium, read_imzml)")
-    sections = [read_section(f, mz_bins=peaks, ppm=10.0) for f in files]
+        progress.stage(f"reading {len(files)} sections (read_visium, read_imzml)")
+        sections = [read_section(f, mz_bins=peaks, ppm=10.0) for f in files]
 
-    progress.stage("registering MSI onto Visium with moscot, and pairing")
-    sections = [align_section(s) for s in sections]
-    train, test = sections[:-1], sections[-1]
-    registration = {
-        s.name: {
-            "median_error_um": _registration_error_um(s, truth[s.name]["affine"]),
-            "qc": s.registration.qc.to_dict(),
-            "n_paired": int(s.pairs.n_obs),
-            "n_spots": int(s.rna.n_obs),
+        progress.stage("registering MSI onto Visium with moscot, and pairing")
+        sections = [align_section(s) for s in sections]
+        train, test = sections[:-1], sections[-1]
+        registration = {
+            s.name: {
+                "median_error_um": _registration_error_um(s, truth[s.name]["affine"]),
+                "qc": s.registration.qc.to_dict(),
+                "n_paired": int(s.pairs.n_obs),
+                "n_spots": int(s.rna.n_obs),
+            }
+            for s in sections
         }
-        for s in sections
-    }
-    from .. import pl
+        from .. import pl
 
-    folder.save_figure("registration.png", pl.registration(test.rna, test.msi, test.registration))
+        folder.save_figure("registration.png", pl.registration(test.rna, test.msi, test.registration))
 
-    progress.stage(f"training the PoE-VAE on {len(train)} paired sections")
-    mdata = stack_sections(train)
-    t0 = time.perf_counter()
-    model = train_model(mdata, n_latent=16, seed=config.seed, max_epochs=config.max_epochs, accelerator=accelerator)
-    seconds = time.perf_counter() - t0
-    epochs = len(model.history)
-    training = {"seconds": seconds, "epochs": epochs, "n_cells": int(mdata.n_obs), "cells_per_s": float(mdata.n_obs * epochs / seconds)}
+        progress.stage(f"training the PoE-VAE on {len(train)} paired sections")
+        mdata = stack_sections(train)
+        t0 = time.perf_counter()
+        model = train_model(mdata, n_latent=16, seed=config.seed, max_epochs=config.max_epochs, accelerator=accelerator)
+        seconds = time.perf_counter() - t0
+        epochs = len(model.history)
+        training = {"seconds": seconds, "epochs": epochs, "n_cells": int(mdata.n_obs), "cells_per_s": float(mdata.n_obs * epochs / seconds)}
 
-    progress.stage(f"predicting section {test.name}'s metabolites from its RNA alone, and the baselines")
-    measured = {s.name: s.pairs["msi"] for s in sections}
-    predictions = {s.name: _predict_all(model, mdata, s) for s in sections}
+        progress.stage(f"predicting section {test.name}'s metabolites from its RNA alone, and the baselines")
+        measured = {s.name: s.pairs["msi"] for s in sections}
+        predictions = {s.name: _predict_all(model, mdata, s) for s in sections}
 
-    progress.stage("scoring against the measured MSI and the noise-free truth")
-    scores: dict = {}
-    for s in sections:
-        scores.setdefault("test" if s is test else "train", {})[s.name] = score_methods(predictions[s.name], measured[s.name])[0]
-    test_vs_measured, table = score_methods(predictions[test.name], measured[test.name])
-    noise_free = truth[test.name]["means"].copy()
-    noise_free.X = np.log1p(np.asarray(noise_free.X))  # on the scale of the pairs (log_msi)
-    test_vs_truth, _ = score_methods(predictions[test.name], noise_free)
+        progress.stage("scoring against the measured MSI and the noise-free truth")
+        scores: dict = {}
+        for s in sections:
+            scores.setdefault("test" if s is test else "train", {})[s.name] = score_methods(predictions[s.name], measured[s.name])[0]
+        test_vs_measured, table = score_methods(predictions[test.name], measured[test.name])
+        noise_free = truth[test.name]["means"].copy()
+        noise_free.X = np.log1p(np.asarray(noise_free.X))  # on the scale of the pairs (log_msi)
+        test_vs_truth, _ = score_methods(predictions[test.name], noise_free)
 
-    progress.stage(f"writing figures, tables and the report to {folder.path}")
-    table.index.name = "metabolite"
-    folder.write_csv("metabolites.csv", table)
-    _figures(folder, model, mdata, test, predictions[test.name]["poe_vae"], measured[test.name], table)
-    metrics = {
-        "config": asdict(config),
-        "sections": {"train": [s.name for s in train], "test": test.name},
-        "registration": registration,
-        "training": training,
-        "prediction": {"by_split": scores, "test_vs_measured": test_vs_measured, "test_vs_truth": test_vs_truth},
-        "model_beats": {
-            b: test_vs_measured["poe_vae"]["median_pearson"] > test_vs_measured[b]["median_pearson"]
-            for b in test_vs_measured
-            if b != "poe_vae"
-        },
-    }
-    folder.write_text("report.md", write_report(metrics, table))
-    folder.write_json("metrics.json", metrics)  # last: its presence marks a finished run
+        progress.stage(f"writing figures, tables and the report to {folder.path}")
+        table.index.name = "metabolite"
+        folder.write_csv("metabolites.csv", table)
+        _figures(folder, model, mdata, test, predictions[test.name]["poe_vae"], measured[test.name], table)
+        metrics = {
+            "config": asdict(config),
+            "sections": {"train": [s.name for s in train], "test": test.name},
+            "registration": registration,
+            "training": training,
+            "prediction": {"by_split": scores, "test_vs_measured": test_vs_measured, "test_vs_truth": test_vs_truth},
+            "model_beats": {
+                b: test_vs_measured["poe_vae"]["median_pearson"] > test_vs_measured[b]["median_pearson"]
+                for b in test_vs_measured
+                if b != "poe_vae"
+            },
+        }
+        folder.write_text("report.md", write_report(metrics, table))
+        folder.write_json("metrics.json", metrics)  # last: its presence marks a finished run
     echo(f"done in {time.perf_counter() - progress.started:.0f} s: {folder.path}/report.md")
     return metrics
 

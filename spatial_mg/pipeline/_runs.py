@@ -57,19 +57,19 @@ def run_align(
     """
     from .. import align, pl
 
-    folder = OutputFolder(out, overwrite=overwrite)
-    if isinstance(mz_bins, (str, PathLike)):
-        mz_bins = read_peak_list(mz_bins)
-    section = read_section(visium, msi, name=name, mz_bins=mz_bins, ppm=ppm, bin_width=bin_width, pixel_size_um=pixel_size_um)
-    if isinstance(landmarks, (str, PathLike)):
-        landmarks = _read_file(pd.read_csv, landmarks, "landmarks csv", "a csv with columns msi_x, msi_y, rna_x, rna_y (um)")
-    method = "moscot" if landmarks is None else "landmarks"
-    section = align_section(section, method=method, landmarks=landmarks, strategy=strategy, msi_scale=msi_scale, device=device)
-    reg = section.registration
-    folder.write_h5mu(PAIRS_FILE, section.pairs)
-    folder.write_text("registration.json", reg.to_json())
-    folder.save_figure("registration.png", pl.registration(section.rna, section.msi, reg))
-    folder.write_spatialdata("spatialdata.zarr", align.to_spatialdata(section.rna, section.msi, reg))
+    with OutputFolder(out, overwrite=overwrite, inputs=[visium, msi, mz_bins, landmarks]) as folder:
+        if isinstance(mz_bins, (str, PathLike)):
+            mz_bins = read_peak_list(mz_bins)
+        section = read_section(visium, msi, name=name, mz_bins=mz_bins, ppm=ppm, bin_width=bin_width, pixel_size_um=pixel_size_um)
+        if isinstance(landmarks, (str, PathLike)):
+            landmarks = _read_file(pd.read_csv, landmarks, "landmarks csv", "a csv with columns msi_x, msi_y, rna_x, rna_y (um)")
+        method = "moscot" if landmarks is None else "landmarks"
+        section = align_section(section, method=method, landmarks=landmarks, strategy=strategy, msi_scale=msi_scale, device=device)
+        reg = section.registration
+        folder.write_h5mu(PAIRS_FILE, section.pairs)
+        folder.write_text("registration.json", reg.to_json())
+        folder.save_figure("registration.png", pl.registration(section.rna, section.msi, reg))
+        folder.write_spatialdata("spatialdata.zarr", align.to_spatialdata(section.rna, section.msi, reg))
     reason = f" ({reg.qc.reason})" if reg.qc.reason else ""
     echo(f"{section.name}: {section.pairs.n_obs} of {section.rna.n_obs} spots paired; "
          f"confidence {reg.qc.confidence}{reason}; results in {folder.path}")
@@ -94,23 +94,23 @@ def run_train(
     else by the folder holding the file; two files of one section are an error. Writes the
     model folder and ``history.csv``. The other arguments are those of :func:`train_model`.
     """
-    folder = OutputFolder(out, overwrite=overwrite)
-    by_section: dict[str, md.MuData] = {}
-    for path in pairs:
-        mdata = _read_file(md.read_h5mu, path, "pairs file", "a pairs.h5mu written by 'spatial-mg align'")
-        name = _section_of(mdata, Path(path))
-        if name in by_section:
-            raise ValueError(
-                f"Two pairs files hold section '{name}' ('{path}' is the second): give each section once, "
-                "or name the sections apart when aligning (--name)."
-            )
-        by_section[name] = mdata
-    stacked = stack_sections(by_section)
-    model = train_model(stacked, n_latent=n_latent, seed=seed, max_epochs=max_epochs, batch_size=batch_size, accelerator=accelerator)
-    model.save(folder.file(MODEL_DIR), overwrite=True)
-    folder.write_csv("history.csv", model.history)
+    with OutputFolder(out, overwrite=overwrite, inputs=pairs) as folder:
+        by_section: dict[str, md.MuData] = {}
+        for path in pairs:
+            mdata = _read_file(md.read_h5mu, path, "pairs file", "a pairs.h5mu written by 'spatial-mg align'")
+            name = _section_of(mdata, Path(path))
+            if name in by_section:
+                raise ValueError(
+                    f"Two pairs files hold section '{name}' ('{path}' is the second): give each section once, "
+                    "or name the sections apart when aligning (--name)."
+                )
+            by_section[name] = mdata
+        stacked = stack_sections(by_section)
+        model = train_model(stacked, n_latent=n_latent, seed=seed, max_epochs=max_epochs, batch_size=batch_size, accelerator=accelerator)
+        model.save(folder.file(MODEL_DIR), overwrite=True)
+        folder.write_csv("history.csv", model.history)
     echo(f"trained on {stacked.n_obs} paired spots of {len(by_section)} section(s) for {len(model.history)} epochs; "
-         f"model in {folder.file(MODEL_DIR)}")
+         f"model in {folder.path / MODEL_DIR}")
     return model
 
 
@@ -144,21 +144,21 @@ def run_predict(
 
     if (visium is None) == (rna is None):
         raise ValueError("Give the RNA-only section once: visium=<outs folder> or rna=<file.h5ad>.")
-    folder = OutputFolder(out, overwrite=overwrite)
-    model_dir = existing_dir(model, "model folder")
-    if (model_dir / MODEL_DIR).is_dir():
-        model_dir = model_dir / MODEL_DIR
-    trained = PoEVAE.load(model_dir, accelerator=accelerator)
-    if visium is not None:
-        spots = read_section(visium, name=name).rna
-    else:
-        spots = _read_file(ad.read_h5ad, rna, "RNA file", "an .h5ad of spots x genes (raw counts)")
-        if name is not None:
-            spots.obs[SECTION_KEY] = pd.Categorical([name] * spots.n_obs)
-    pred = predict_section(trained, spots)
-    folder.write_h5ad("predicted.h5ad", pred)
-    if "spatial" in pred.obsm:
-        folder.write_spatialdata("predicted.zarr", predictions_spatialdata(pred))
+    with OutputFolder(out, overwrite=overwrite, inputs=[model, visium, rna]) as folder:
+        model_dir = existing_dir(model, "model folder")
+        if (model_dir / MODEL_DIR).is_dir():
+            model_dir = model_dir / MODEL_DIR
+        trained = PoEVAE.load(model_dir, accelerator=accelerator)
+        if visium is not None:
+            spots = read_section(visium, name=name).rna
+        else:
+            spots = _read_file(ad.read_h5ad, rna, "RNA file", "an .h5ad of spots x genes (raw counts)")
+            if name is not None:
+                spots.obs[SECTION_KEY] = pd.Categorical([name] * spots.n_obs)
+        pred = predict_section(trained, spots)
+        folder.write_h5ad("predicted.h5ad", pred)
+        if "spatial" in pred.obsm:
+            folder.write_spatialdata("predicted.zarr", predictions_spatialdata(pred))
     echo(f"predicted {pred.n_vars} metabolites for {pred.n_obs} spots (mean in X, std in layers['{STD_LAYER}']); "
          f"results in {folder.path}")
     return pred
@@ -187,21 +187,21 @@ def run_evaluate(
     ``pred`` is a ``predicted.h5ad``; ``truth`` the section's ``pairs.h5mu`` (its MSI) or an
     .h5ad of measured maps on the same scale. Writes ``metabolites.csv`` and ``metrics.json``.
     """
-    folder = OutputFolder(out, overwrite=overwrite)
-    predicted = _read_file(ad.read_h5ad, pred, "prediction file", "the predicted.h5ad written by 'spatial-mg predict'")
-    if Path(truth).suffix == ".h5mu":
-        pairs = _read_file(md.read_h5mu, truth, "measured data", "the section's pairs.h5mu written by 'spatial-mg align'")
-        if "msi" not in pairs.mod:
-            raise ValueError(f"'{truth}' has no 'msi' modality; give the section's pairs.h5mu written by 'spatial-mg align'.")
-        measured = pairs["msi"]
-    else:
-        measured = _read_file(ad.read_h5ad, truth, "measured data", "the section's pairs.h5mu, or an .h5ad of measured maps")
-    if not len(predicted.obs_names.intersection(measured.obs_names)):
-        raise ValueError(f"No spot of '{pred}' is in '{truth}': are they the same section?")
-    figures, table = evaluate_prediction(predicted, measured)
-    table.index.name = "metabolite"
-    folder.write_csv("metabolites.csv", table)
-    folder.write_json("metrics.json", figures)
+    with OutputFolder(out, overwrite=overwrite, inputs=[pred, truth]) as folder:
+        predicted = _read_file(ad.read_h5ad, pred, "prediction file", "the predicted.h5ad written by 'spatial-mg predict'")
+        if Path(truth).suffix == ".h5mu":
+            pairs = _read_file(md.read_h5mu, truth, "measured data", "the section's pairs.h5mu written by 'spatial-mg align'")
+            if "msi" not in pairs.mod:
+                raise ValueError(f"'{truth}' has no 'msi' modality; give the section's pairs.h5mu written by 'spatial-mg align'.")
+            measured = pairs["msi"]
+        else:
+            measured = _read_file(ad.read_h5ad, truth, "measured data", "the section's pairs.h5mu, or an .h5ad of measured maps")
+        if not len(predicted.obs_names.intersection(measured.obs_names)):
+            raise ValueError(f"No spot of '{pred}' is in '{truth}': are they the same section?")
+        figures, table = evaluate_prediction(predicted, measured)
+        table.index.name = "metabolite"
+        folder.write_csv("metabolites.csv", table)
+        folder.write_json("metrics.json", figures)
     echo(f"median Pearson {figures['median_pearson']:.3f}, median Spearman {figures['median_spearman']:.3f} "
          f"over {figures['n_metabolites']} metabolites and {figures['n_spots']} spots; results in {folder.path}")
     return figures

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import tarfile
 import zipfile
@@ -195,18 +196,143 @@ def test_tar_archive_with_the_magpie_layout(tmp_path):
     assert read_visium(files.visium).n_obs > 0
 
 
-def test_tar_members_escaping_the_folder_are_refused(tmp_path):
-    archive = tmp_path / "served" / "evil.tar"
-    archive.parent.mkdir()
-    with tarfile.open(archive, "w") as tar:
-        info = tarfile.TarInfo("../outside.txt")
-        info.size = 2
-        tar.addfile(info, io.BytesIO(b"hi"))
-    manifest = load_manifest(_manifest(tmp_path / "m", "evil_test", archive, None, unpack="tar"))
-    with pytest.raises(ValueError, match="points outside the archive"):
+# --- crafted archives: each refused with one line, and nothing around the cache changes ---------
+def _tar(path: Path, members: list[tuple]) -> Path:
+    """A tar of ``(name, "file", bytes)``, ``(name, "dir")``, ``(name, "sym", target)``, ``(name, "hard", target)``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w") as tar:
+        for name, kind, *rest in members:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                info.size = len(rest[0])
+                tar.addfile(info, io.BytesIO(rest[0]))
+                continue
+            info.type = {"dir": tarfile.DIRTYPE, "sym": tarfile.SYMTYPE, "hard": tarfile.LNKTYPE}[kind]
+            info.mode = 0o755
+            info.linkname = rest[0] if rest else ""
+            tar.addfile(info)
+    return path
+
+
+def _tree(folder: Path) -> dict:
+    """Every path under ``folder`` with its bytes (files) or link text (links)."""
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        key = path.relative_to(folder).as_posix()
+        out[key] = ("link", os.readlink(path)) if path.is_symlink() else path.read_bytes() if path.is_file() else "dir"
+    return out
+
+
+def _assert_refused_and_nothing_written(tmp_path: Path, archive: Path, unpack: str, match: str) -> str:
+    """Fetch ``archive`` into a cache holding a victim file beside it and a checksums record in it."""
+    root = tmp_path / "cache" / "evil_test"
+    root.mkdir(parents=True)
+    (root / "checksums.json").write_text('{"keep": {"sha256": "record"}}\n')
+    (tmp_path / "victim.txt").write_text("do not touch")
+    manifest = load_manifest(_manifest(tmp_path / "m", "evil_test", archive, _sha256(archive), unpack=unpack))
+    before = _tree(tmp_path)
+    with pytest.raises(ValueError, match=match) as err:
         fetch(manifest, cache_dir=tmp_path / "cache", progress=False)
-    assert not (tmp_path / "cache" / "evil_test" / "outside.txt").exists()
-    assert not (tmp_path / "cache" / "evil_test" / "unpacked").exists()
+    after = _tree(tmp_path)
+    download = f"cache/evil_test/downloads/{archive.name}"
+    assert after.pop(download) == archive.read_bytes()  # the download is kept, unchanged
+    assert after.pop("cache/evil_test/downloads") == "dir"
+    assert after.pop("cache/evil_test/unpacked", "dir") == "dir" and not any((root / "unpacked").glob("*"))
+    assert after == before  # nothing else anywhere under tmp_path: no file written, changed or left behind
+    message = str(err.value)
+    assert "\n" not in message and archive.name in message and "nothing of it was unpacked" in message
+    return message
+
+
+def test_tar_members_escaping_the_folder_are_refused(tmp_path):
+    archive = _tar(tmp_path / "served" / "evil.tar", [("../outside.txt", "file", b"hi")])
+    _assert_refused_and_nothing_written(tmp_path, archive, "tar", "'../outside.txt' points outside the archive")
+
+
+def test_a_chain_of_symlinks_that_each_look_harmless_is_refused(tmp_path):
+    # From the folder it unpacks into (<cache>/evil_test/unpacked/<tmp>): d1/d2 and s1 are that
+    # folder, s2 is unpacked/, s3 the dataset folder, s4 the cache, s5 the folder around it.
+    chain = [("d1", "dir"), ("d1/d2", "sym", ".."), ("s1", "sym", "d1/d2"), ("s2", "sym", "s1/.."),
+             ("s3", "sym", "s2/.."), ("s4", "sym", "s3/.."), ("s5", "sym", "s4/..")]
+    archive = _tar(tmp_path / "served" / "chain.tar",
+                   [*chain, ("s3/checksums.json", "file", b"{}"), ("s5/victim.txt", "file", b"overwritten")])
+    message = _assert_refused_and_nothing_written(tmp_path, archive, "tar", "member 's2' points outside the archive")
+    assert "'s1/..' climbs above its root" in message
+
+
+def test_a_hard_link_is_resolved_from_the_archive_root(tmp_path):
+    # A hard link's target is relative to the archive's root, so "../../../../victim.txt" is
+    # tmp_path/victim.txt (from <cache>/evil_test/unpacked/<tmp>); read from the member's own
+    # folder (a/b/c/d/e) it looks inside. The file member after it would write into the victim.
+    archive = _tar(tmp_path / "served" / "hard.tar", [
+        ("a/b/c/d/e", "dir"), ("a/b/c/d/e/h", "hard", "../../../../victim.txt"),
+        ("a/b/c/d/e/h", "file", b"overwritten"),
+    ])
+    _assert_refused_and_nothing_written(tmp_path, archive, "tar", "'a/b/c/d/e/h' points outside the archive")
+
+
+@pytest.mark.parametrize(
+    ("members", "match"),
+    [
+        ([("/abs/outside.txt", "file", b"x")], "absolute path '/abs/outside.txt'"),
+        ([("ok", "dir"), ("ok/../../checksums.json", "file", b"{}")], "climbs above its root"),
+        ([("up", "sym", "../.."), ("up/checksums.json", "file", b"{}")], "member 'up' points outside"),
+        ([("abs", "sym", "/etc"), ("abs/passwd", "file", b"x")], "absolute path '/etc'"),
+        ([("a", "sym", "b"), ("b", "sym", "a"), ("a/x", "file", b"x")], "too many links"),
+        ([("inside", "file", b"x"), ("link", "sym", "inside"), ("link", "file", b"y")], "through the link 'link'"),
+    ],
+    ids=["absolute-name", "dotdot-name", "symlink-up", "symlink-absolute", "symlink-loop", "write-through-link"],
+)
+def test_other_escaping_tar_members_are_refused(tmp_path, members, match):
+    archive = _tar(tmp_path / "served" / "evil.tar", members)
+    _assert_refused_and_nothing_written(tmp_path, archive, "tar", match)
+
+
+@pytest.mark.parametrize("name", ["../victim.txt", "a/../../victim.txt", "/abs.txt", "..\\victim.txt"])
+def test_a_zip_whose_members_climb_out_is_refused(tmp_path, name):
+    archive = tmp_path / "served" / "evil.zip"
+    archive.parent.mkdir()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("fine.txt", "ok")
+        zf.writestr(name, "overwritten")
+    _assert_refused_and_nothing_written(tmp_path, archive, "zip", "points outside the archive")
+
+
+def test_links_inside_the_archive_and_a_member_named_like_the_record_are_fine(tmp_path):
+    archive = _tar(tmp_path / "served" / "good.tar", [
+        ("data/x.csv", "file", b"1"), ("data/sub", "dir"), ("data/sub/up", "sym", "../x.csv"),
+        ("latest", "sym", "data"), ("latest/y.csv", "file", b"2"), ("hard", "hard", "data/x.csv"),
+        ("checksums.json", "file", b"{}"),
+    ])
+    root = tmp_path / "cache" / "good_test"
+    root.mkdir(parents=True)
+    (root / "checksums.json").write_text('{"keep": {"sha256": "record"}}\n')
+    manifest = load_manifest(_manifest(tmp_path / "m", "good_test", archive, _sha256(archive), unpack="tar"))
+    fetch(manifest, cache_dir=tmp_path / "cache", progress=False)
+    unpacked = root / "unpacked" / "good"
+    assert (unpacked / "data" / "sub" / "up").read_bytes() == b"1" and (unpacked / "hard").read_bytes() == b"1"
+    assert (unpacked / "data" / "y.csv").read_bytes() == b"2"  # written through a link that stays inside
+    assert (unpacked / "checksums.json").read_bytes() == b"{}"
+    assert (root / "checksums.json").read_text() == '{"keep": {"sha256": "record"}}\n'  # the record is untouched
+
+
+@pytest.mark.parametrize("field", ["name", "file"])
+def test_a_manifest_name_that_is_a_path_is_refused(tmp_path, field):
+    archive = _tar(tmp_path / "served" / "good.tar", [("x", "file", b"1")])
+    path = _manifest(tmp_path / "m", "good_test", archive, _sha256(archive), unpack="tar")
+    text = json.loads(path.read_text())
+    if field == "name":
+        text["name"] = "../escaped"
+    else:
+        text["files"][0]["name"] = "../escaped.tar"
+    path.write_text(json.dumps(text))
+    try:
+        manifest = load_manifest(path)
+    except ValueError:
+        return  # the manifest reader refuses it already
+    with pytest.raises(ValueError, match="not a plain name"):
+        fetch(manifest, cache_dir=tmp_path / "cache", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "served"]
 
 
 def test_cache_folder_defaults_to_spatial_mg_data(tmp_path, monkeypatch):
