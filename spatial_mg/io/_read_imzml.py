@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from os import PathLike
 from pathlib import Path
@@ -15,6 +16,8 @@ from ._msi_anndata import msi_anndata
 
 # Pixels whose spectra are binned together; bounds memory for processed-mode files.
 _CHUNK = 4096
+# imzML's "universally unique identifier": the .imzML records it, the .ibd starts with it
+_UUID_ACCESSION = "IMS:1000080"
 
 
 def read_imzml(
@@ -62,13 +65,16 @@ def read_imzml(
 
     imzml = existing_file(path, "imzML file")
     ibd = existing_file(imzml.with_suffix(".ibd"), f"binary data (.ibd) of '{imzml.name}'")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pyimzML warns about accession ontology versions
-            parser = ImzMLParser(str(imzml), parse_lib="ElementTree")
-    except Exception as err:  # pyimzML raises bare exceptions for malformed XML
-        raise ValueError(f"Could not parse '{imzml}' as imzML ({type(err).__name__}: {err}).") from err
-    try:
+    # the .ibd is opened here and handed to pyimzML, which would otherwise pick its own
+    # (any *.ibd of that stem, whatever the case): the file checked is the file read
+    with open(ibd, "rb") as binary:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pyimzML warns about accession ontology versions
+                parser = ImzMLParser(str(imzml), parse_lib="ElementTree", ibd_file=binary)
+        except Exception as err:  # pyimzML raises bare exceptions for malformed XML
+            raise ValueError(f"Could not parse '{imzml}' as imzML ({type(err).__name__}: {err}).") from err
+        _check_ibd_uuid(parser, imzml, ibd)
         _check_ibd_size(parser, ibd)
         coords = np.asarray(parser.coordinates, dtype=np.int64)
         if coords.shape[0] == 0:
@@ -91,8 +97,6 @@ def read_imzml(
             binning = make_binning(mz_bins=mz_bins, ppm=ppm, bin_width=bin_width, mz_range=mz_range)
 
         raw, tic, rms = _bin_all(parser, binning, imzml)
-    finally:
-        parser.m.close()  # pyimzML keeps the .ibd open until told otherwise
 
     provenance = {
         "reader": "read_imzml",
@@ -110,6 +114,38 @@ def read_imzml(
         normalize=normalize,
         provenance={**provenance, "binning": binning.describe()},
     )
+
+
+def _check_ibd_uuid(parser, imzml: Path, ibd: Path) -> None:
+    """The .ibd must start with the UUID that the .imzML records: an .ibd of another
+    acquisition with the same layout would otherwise be read as this one's spectra."""
+    recorded = parser.metadata.file_description.param_by_accession.get(_UUID_ACCESSION)
+    if recorded is None:
+        warnings.warn(
+            f"'{imzml}' records no UUID ({_UUID_ACCESSION}), so whether '{ibd.name}' belongs to it cannot be "
+            "checked; make sure the two files were exported together.",
+            stacklevel=3,
+        )
+        return
+    # writers differ in form: 32 hex digits, or braced and dashed in upper case (pyimzML)
+    expected = re.sub(r"[{}\-\s]", "", str(recorded)).lower()
+    if not re.fullmatch(r"[0-9a-f]{32}", expected):
+        raise ValueError(
+            f"'{imzml}' records a malformed UUID ({_UUID_ACCESSION}: {recorded!r}); the file is damaged: export it again."
+        )
+    parser.m.seek(0)
+    head = parser.m.read(16)
+    if len(head) < 16:
+        raise ValueError(
+            f"'{ibd}' is truncated: {len(head)} bytes, not even the 16-byte UUID its imzML '{imzml.name}' records. "
+            "Copy the .ibd file again."
+        )
+    if head.hex() != expected:
+        raise ValueError(
+            f"'{ibd}' does not belong to '{imzml}': the .ibd starts with UUID {head.hex()}, the .imzML records "
+            f"{expected}. It holds another acquisition (or is damaged): put the .ibd exported together with this "
+            ".imzML beside it, with the same name."
+        )
 
 
 def _check_ibd_size(parser, ibd: Path) -> None:
@@ -179,13 +215,15 @@ def _bin_all(parser, binning: MzBinning, imzml: Path) -> tuple[np.ndarray, np.nd
                     f"NaN or inf intensities in '{imzml}' at pixel (x={x}, y={y}); the file is corrupt or was "
                     "exported with missing values. Re-export it, or drop that pixel before reading."
                 )
-            tic[i] = intensity.sum()
-            rms[i] = np.sqrt(np.mean(intensity**2)) if intensity.size else 0.0
+            with np.errstate(over="ignore"):  # an overflow is reported by msi_anndata, naming the pixel
+                tic[i] = intensity.sum()
+                rms[i] = np.sqrt(np.mean(intensity**2)) if intensity.size else 0.0
             mzs.append(np.asarray(mz, dtype=np.float64))
             ints.append(intensity)
             owners.append(np.full(len(mz), i - start, dtype=np.int64))
         if mzs:
-            out[start:stop] = binning.accumulate(
-                np.concatenate(mzs), np.concatenate(ints), np.concatenate(owners), stop - start
-            )
+            with np.errstate(over="ignore"):  # sums beyond float32 become inf, reported by msi_anndata
+                out[start:stop] = binning.accumulate(
+                    np.concatenate(mzs), np.concatenate(ints), np.concatenate(owners), stop - start
+                )
     return out, tic, rms

@@ -52,6 +52,8 @@ def read_sma_csv(
 
     table = pd.read_csv(csv, sep=sep, engine="python" if sep is None else "c")
     table.columns = [str(c).strip() for c in table.columns]
+    if table.empty:
+        raise ValueError(f"'{csv}' has a header but no pixels (rows); export the section's pixels too.")
     missing = [c for c in ("x", "y") if c not in table.columns]
     if missing:
         raise ValueError(f"'{csv}' has no column(s) {missing}; an SMA export starts with the grid columns x and y.")

@@ -123,6 +123,13 @@ def _read_counts(h5: Path) -> ad.AnnData:
             f"Could not read '{h5}' as a 10x HDF5 count matrix ({err}). Pass spaceranger's "
             "filtered_feature_bc_matrix.h5 (or raw_feature_bc_matrix.h5); re-copy it if it was truncated."
         ) from err
+    if adata.n_vars == 0:
+        raise ValueError(
+            f"'{h5}' has no 'Gene Expression' features ({adata.n_vars} after dropping the other feature types); "
+            "read_visium reads gene expression: pass the count matrix of the gene-expression library."
+        )
+    if adata.n_obs == 0:
+        raise ValueError(f"'{h5}' holds no spots (0 barcodes); copy the count matrix of the run again.")
     if not adata.obs_names.is_unique:
         dup = adata.obs_names[adata.obs_names.duplicated()].unique()
         raise ValueError(f"Duplicate barcodes in '{h5}' (for example {list(dup[:3])}); each spot must appear once.")
