@@ -84,17 +84,21 @@ def read_imzml(
         size_xy = _pixel_size(parser, imzml, pixel_size_um)
         mode = "continuous" if parser.metadata.file_description.param_by_name.get("continuous") else "processed"
 
+        if mz_bins is None and bin_width is None and mode != "continuous":
+            raise ValueError(
+                f"'{imzml}' is a processed-mode (centroid) file: each pixel has its own m/z values. "
+                "Pass mz_bins=<peak list> (with ppm=...) or bin_width=<Da> to bin them."
+            )
         if mz_bins is None and bin_width is None:
-            if mode != "continuous":
-                raise ValueError(
-                    f"'{imzml}' is a processed-mode (centroid) file: each pixel has its own m/z values. "
-                    "Pass mz_bins=<peak list> (with ppm=...) or bin_width=<Da> to bin them."
-                )
-            binning = make_binning(mz_axis=parser.getspectrum(0)[0])
+            arguments = {"mz_axis": parser.getspectrum(0)[0]}
         else:
             if mz_bins is None and mz_range is None:
-                mz_range = _mz_extent(parser)
-            binning = make_binning(mz_bins=mz_bins, ppm=ppm, bin_width=bin_width, mz_range=mz_range)
+                mz_range = _mz_extent(parser, imzml)
+            arguments = {"mz_bins": mz_bins, "ppm": ppm, "bin_width": bin_width, "mz_range": mz_range}
+        try:
+            binning = make_binning(**arguments)
+        except ValueError as err:  # the file's own axis or extent may be what is wrong
+            raise ValueError(f"Cannot bin the spectra of '{imzml}': {err}") from err
 
         raw, tic, rms = _bin_all(parser, binning, imzml)
 
@@ -187,15 +191,26 @@ def _pixel_size(parser, imzml: Path, given) -> tuple[float, float]:
     return size
 
 
-def _mz_extent(parser) -> tuple[float, float]:
+def _mz_extent(parser, imzml: Path) -> tuple[float, float]:
     lo, hi = np.inf, -np.inf
     for i in range(len(parser.coordinates)):
         mz, _ = parser.getspectrum(i)
+        _check_mz(mz, parser, i, imzml)
         if len(mz):
             lo, hi = min(lo, float(mz.min())), max(hi, float(mz.max()))
     if not np.isfinite(lo):
-        raise ValueError("All spectra are empty; cannot derive an m/z range for the bins.")
+        raise ValueError(f"All spectra of '{imzml}' are empty; cannot derive an m/z range for the bins.")
     return lo, hi
+
+
+def _check_mz(mz: np.ndarray, parser, i: int, imzml: Path) -> None:
+    """A NaN or infinite m/z falls in no bin: its intensity would vanish without a word."""
+    if not np.all(np.isfinite(mz)):
+        x, y = parser.coordinates[i][:2]
+        raise ValueError(
+            f"NaN or infinite m/z values in '{imzml}' at pixel (x={x}, y={y}); the file is corrupt. "
+            "Re-export it, or drop that pixel before reading."
+        )
 
 
 def _bin_all(parser, binning: MzBinning, imzml: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -208,6 +223,7 @@ def _bin_all(parser, binning: MzBinning, imzml: Path) -> tuple[np.ndarray, np.nd
         mzs, ints, owners = [], [], []
         for i in range(start, stop):
             mz, intensity = parser.getspectrum(i)
+            _check_mz(mz, parser, i, imzml)
             intensity = np.asarray(intensity, dtype=np.float64)
             if not np.all(np.isfinite(intensity)):
                 x, y = parser.coordinates[i][:2]
