@@ -75,7 +75,7 @@ def read_imzml(
         except Exception as err:  # pyimzML raises bare exceptions for malformed XML
             raise ValueError(f"Could not parse '{imzml}' as imzML ({type(err).__name__}: {err}).") from err
         _check_ibd_uuid(parser, imzml, ibd)
-        _check_ibd_size(parser, ibd)
+        _check_ibd_size(parser, imzml, ibd)
         coords = np.asarray(parser.coordinates, dtype=np.int64)
         if coords.shape[0] == 0:
             raise ValueError(f"'{imzml}' holds no spectra.")
@@ -152,8 +152,14 @@ def _check_ibd_uuid(parser, imzml: Path, ibd: Path) -> None:
         )
 
 
-def _check_ibd_size(parser, ibd: Path) -> None:
+def _check_ibd_size(parser, imzml: Path, ibd: Path) -> None:
     """A truncated .ibd would be read as garbage or fail deep in numpy; say so first."""
+    for what, fmt in (("m/z", parser.mzPrecision), ("intensity", parser.intensityPrecision)):
+        if fmt not in parser.sizeDict:
+            raise ValueError(
+                f"'{imzml}' does not say how its {what} values are stored (a binary data type such as "
+                "MS:1000521 '32-bit float' is missing or unknown); the file is damaged: export it again."
+            )
     needed = 0
     for offsets, lengths, fmt in (
         (parser.mzOffsets, parser.mzLengths, parser.mzPrecision),

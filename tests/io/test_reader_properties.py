@@ -165,6 +165,7 @@ def test_sma_csv_extreme_numbers(values, x, normalize):
 # --- imzML -------------------------------------------------------------------------------
 @PROPERTIES
 @given(change=damage, which=st.sampled_from([".imzML", ".ibd"]))
+@example(change=("overwrite", 3295, 8, b" "), which=".imzML")  # the intensities' data type, blanked
 def test_imzml_damaged_bytes(change, which):
     with scratch() as folder:
         path = folder / "scan.imzML"
