@@ -95,14 +95,22 @@ def _check_unique_positions(x: np.ndarray, y: np.ndarray, obs_names: pd.Index | 
         raise ValueError(f"Duplicate pixel names in '{source}' (for example {list(dup[:3])}); each pixel id must appear once.")
 
 
+def first_non_finite(values: np.ndarray) -> tuple[int, tuple[int, ...]] | None:
+    """How many of ``values`` are NaN or infinite, and the index of the first; None if none."""
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return None
+    return int(bad.sum()), tuple(int(i) for i in np.argwhere(bad)[0])
+
+
 def _check_finite(values: np.ndarray, x: np.ndarray, y: np.ndarray, var: pd.DataFrame, source) -> None:
     """Intensities beyond the float32 range (about 3.4e38) become inf when stored; say
     where, rather than hand on a matrix that turns every later sum into inf or NaN."""
-    bad = ~np.isfinite(values)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
+    found = first_non_finite(values)
+    if found is not None:
+        n, (row, col) = found
         raise ValueError(
-            f"{int(bad.sum())} intensities of '{source}' are infinite or NaN once stored as float32 (first at "
+            f"{n} intensities of '{source}' are infinite or NaN once stored as float32 (first at "
             f"pixel x={x[row]}, y={y[row]}, feature '{var.index[col]}'): values beyond about 3.4e38 overflow. "
             "Rescale the intensities before export (e.g. divide by 1e6), or check the file for corrupt values."
         )
@@ -111,11 +119,11 @@ def _check_finite(values: np.ndarray, x: np.ndarray, y: np.ndarray, var: pd.Data
 def _check_finite_totals(totals: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, source) -> None:
     """The per-pixel total ion count and root mean square, which normalisation divides by."""
     for name, values in totals.items():
-        bad = ~np.isfinite(np.asarray(values, dtype=np.float64))
-        if bad.any():
-            row = int(np.argmax(bad))
+        found = first_non_finite(np.asarray(values, dtype=np.float64))
+        if found is not None:
+            n, (row,) = found
             raise ValueError(
-                f"The {name} of {int(bad.sum())} pixels of '{source}' is infinite or NaN (first at pixel x={x[row]}, "
+                f"The {name} of {n} pixels of '{source}' is infinite or NaN (first at pixel x={x[row]}, "
                 f"y={y[row]}): their spectra hold intensities too large to sum or square. Rescale the intensities "
                 "before export, or check the file for corrupt values."
             )

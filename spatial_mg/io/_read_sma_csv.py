@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .._validation import existing_file
-from ._msi_anndata import msi_anndata
+from ._msi_anndata import first_non_finite, msi_anndata
 
 # Columns that may carry a pixel name rather than an m/z.
 _ID_COLUMNS = ("spot_id", "pixel_id", "id", "barcode")
@@ -85,11 +85,11 @@ def read_sma_csv(
             f"Columns x and y of '{csv}' must be integer grid positions without gaps (whole numbers below 2**31)."
         )
     values = table[feature_cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
+    found = first_non_finite(values)
+    if found is not None:
+        n, (row, col) = found
         raise ValueError(
-            f"'{csv}' has {int(bad.sum())} missing, non-numeric or infinite intensities "
+            f"'{csv}' has {n} missing, non-numeric or infinite intensities "
             f"(first at row {row + 2}, column '{feature_cols[col]}'). Fill them (0 for no signal) or drop those pixels."
         )
 
