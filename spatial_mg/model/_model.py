@@ -583,7 +583,7 @@ class PoEVAE:
                 f"'{weights}' cannot be read as the weights of a saved PoEVAE ({type(err).__name__}: {err}); "
                 "copy the model folder again, or save the model again"
             ) from err
-        version = saved.get("format_version")
+        version = saved.get("format_version") if isinstance(saved, dict) else None
         if version not in (1, _FORMAT_VERSION):
             raise ValueError(
                 f"'{weights}' has format version {version}; this spatial_mg reads 1 to {_FORMAT_VERSION}: "

@@ -68,8 +68,8 @@ def _refuse_another_run(saved, current: dict, path: Path) -> None:
         )
     if saved.get("data") != current["data"]:
         raise ValueError(
-            f"checkpoint '{path}' was written for other data (same model and shape, but other values, "
-            f"cells or covariates); resume with the data it was trained on, {afresh}"
+            f"checkpoint '{path}' was written for other data (the same model, but other values, cells, "
+            f"covariates or number of cells); resume with the data it was trained on, {afresh}"
         )
     old, new = saved.get("settings", {}), current["settings"]
     differ = [k for k in dict.fromkeys([*new, *old]) if k not in old or k not in new or old[k] != new[k]]

@@ -82,8 +82,9 @@ def test_a_registry_of_other_modalities_is_refused(saved):
         (lambda d: (d / "registry.json").unlink(), FileNotFoundError, r"registry\.json' is missing"),
         (lambda d: (d / "model.pt").write_bytes(b"\x00" * 64), ValueError, r"model\.pt' cannot be read"),
         (lambda d: (d / "model.pt").write_bytes((d / "model.pt").read_bytes()[:500]), ValueError, r"model\.pt' cannot be read"),
+        (lambda d: torch.save(torch.zeros(3), d / "model.pt"), ValueError, r"model\.pt' has format version None"),
     ],
-    ids=["registry_not_json", "registry_not_a_dict", "registry_missing", "weights_garbage", "weights_truncated"],
+    ids=["registry_not_json", "registry_not_a_dict", "registry_missing", "weights_garbage", "weights_truncated", "weights_not_a_model"],
 )
 def test_damaged_model_files_are_named(saved, damage, error, message):
     damage(saved)
