@@ -81,7 +81,7 @@ def test_warmup_left_to_the_rule_says_how_to_train_longer(tmp_path):
 def test_training_longer_with_other_bookkeeping_resumes_exactly(tmp_path):
     straight = PoEVAE(_setup(paired()), **SMALL).train(**dict(RUN, max_epochs=4))
     ckpt = _checkpointed(tmp_path)
-    longer = dict(RUN, max_epochs=4, checkpoint_every=3, progress_bar=True, accelerator="auto")
+    longer = dict(RUN, max_epochs=4, checkpoint_every=3, progress_bar=True)
     resumed = PoEVAE(_setup(paired()), **SMALL).train(checkpoint_dir=ckpt, resume=True, **longer)
     assert list(resumed.history.index) == [1, 2, 3, 4]
     a, b = straight.module.state_dict(), resumed.module.state_dict()
@@ -126,3 +126,12 @@ def test_content_hash_sees_every_value_and_label_but_not_the_index_width():
     ]
     hashes = {h.content_hash() for h in others}
     assert base not in hashes and len(hashes) == len(others)
+
+
+def test_a_checkpoint_of_another_device_is_refused(tmp_path):
+    ckpt = _checkpointed(tmp_path)
+    state = torch.load(ckpt / "last.ckpt", weights_only=True)
+    state["fingerprint"]["settings"]["accelerator"] = "cuda"  # as a GPU run would have written it
+    torch.save(state, ckpt / "last.ckpt")
+    with pytest.raises(ValueError, match=r"accelerator 'cuda' in the checkpoint, 'cpu' now"):
+        PoEVAE(_setup(paired()), **SMALL).train(checkpoint_dir=ckpt, resume=True, **RUN)
