@@ -8,6 +8,11 @@ import numpy as np
 import pandas as pd
 
 
+# Far beyond any instrument's resolution (1e7 bins of 0.0002 Da span 2000 Da); more is a
+# mistaken bin_width or a corrupt m/z, and would ask for terabytes
+MAX_UNIFORM_BINS = 10_000_000
+
+
 @dataclass(frozen=True)
 class MzBinning:
     """Feature centres and, per centre, the half-width of the window that feeds it.
@@ -74,8 +79,8 @@ def make_binning(
     """Build the binning the reader was asked for, validating its arguments."""
     if mz_axis is not None:
         axis = np.asarray(mz_axis, dtype=np.float64)
-        if axis.size == 0 or np.any(np.diff(axis) <= 0):
-            raise ValueError("The continuous-mode m/z axis must be non-empty and strictly increasing.")
+        if axis.size == 0 or not np.all(np.isfinite(axis)) or np.any(np.diff(axis) <= 0):
+            raise ValueError("The continuous-mode m/z axis must be non-empty, finite and strictly increasing.")
         half = np.diff(axis).min() / 4 if axis.size > 1 else 1e-6
         return MzBinning("axis", axis, axis - half, axis + half)
     if mz_bins is not None and bin_width is not None:
@@ -94,8 +99,14 @@ def make_binning(
     if bin_width is None or not np.isfinite(bin_width) or bin_width <= 0:
         raise ValueError(f"bin_width must be a positive width in Da, got {bin_width}.")
     lo, hi = (float(v) for v in mz_range)
-    if not lo < hi:
-        raise ValueError(f"mz_range must be (min, max) with min < max, got {mz_range}.")
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"mz_range must be finite (min, max) with min < max, got {mz_range}.")
     n = max(1, int(np.ceil((hi - lo) / bin_width)))
+    if n > MAX_UNIFORM_BINS:
+        raise ValueError(
+            f"bin_width={bin_width} over mz_range=({lo}, {hi}) makes {n:,} bins, more than {MAX_UNIFORM_BINS:,}: "
+            "pass a wider bin_width or a narrower mz_range (m/z values far outside the instrument's range are "
+            "a sign of corrupt spectra)."
+        )
     edges = lo + bin_width * np.arange(n + 1)
     return MzBinning("uniform", (edges[:-1] + edges[1:]) / 2, edges[:-1], edges[1:], bin_width=bin_width)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from csv import Error as CsvError
 from os import PathLike
 
 import anndata as ad
@@ -9,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .._validation import existing_file
-from ._msi_anndata import msi_anndata
+from ._msi_anndata import first_non_finite, msi_anndata
 
 # Columns that may carry a pixel name rather than an m/z.
 _ID_COLUMNS = ("spot_id", "pixel_id", "id", "barcode")
@@ -50,8 +51,16 @@ def read_sma_csv(
     if not all(np.isfinite(s) and s > 0 for s in size):
         raise ValueError(f"pixel_size_um must be positive micrometres, got {pixel_size_um}.")
 
-    table = pd.read_csv(csv, sep=sep, engine="python" if sep is None else "c")
+    try:
+        table = pd.read_csv(csv, sep=sep, engine="python" if sep is None else "c")
+    except (ValueError, CsvError) as err:  # pandas' parser errors and UnicodeDecodeError are ValueErrors
+        raise ValueError(
+            f"Could not read '{csv}' as a csv table ({type(err).__name__}: {err}). An SMA export is a text table "
+            "with columns x, y and one per m/z: check that this is the export and that it was copied completely."
+        ) from err
     table.columns = [str(c).strip() for c in table.columns]
+    if table.empty:
+        raise ValueError(f"'{csv}' has a header but no pixels (rows); export the section's pixels too.")
     missing = [c for c in ("x", "y") if c not in table.columns]
     if missing:
         raise ValueError(f"'{csv}' has no column(s) {missing}; an SMA export starts with the grid columns x and y.")
@@ -69,15 +78,18 @@ def read_sma_csv(
     if not feature_cols:
         raise ValueError(f"'{csv}' has no m/z columns.")
 
-    xy = table[["x", "y"]]
-    if xy.isna().any().any() or not np.array_equal(xy.to_numpy(float), np.round(xy.to_numpy(float))):
-        raise ValueError(f"Columns x and y of '{csv}' must be integer grid positions without gaps.")
-    values = table[feature_cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
+    xy = table[["x", "y"]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    # beyond the int32 range a grid position is corrupt (and beyond 2**53 not even an exact integer)
+    if not (np.isfinite(xy).all() and np.array_equal(xy, np.round(xy)) and (np.abs(xy) < 2**31).all()):
         raise ValueError(
-            f"'{csv}' has {int(bad.sum())} missing, non-numeric or infinite intensities "
+            f"Columns x and y of '{csv}' must be integer grid positions without gaps (whole numbers below 2**31)."
+        )
+    values = table[feature_cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    found = first_non_finite(values)
+    if found is not None:
+        n, (row, col) = found
+        raise ValueError(
+            f"'{csv}' has {n} missing, non-numeric or infinite intensities "
             f"(first at row {row + 2}, column '{feature_cols[col]}'). Fill them (0 for no signal) or drop those pixels."
         )
 
@@ -88,8 +100,8 @@ def read_sma_csv(
     names = pd.Index(table[id_col].astype(str)) if id_col else None
     return msi_anndata(
         values,
-        x=xy["x"].to_numpy(np.int64),
-        y=xy["y"].to_numpy(np.int64),
+        x=xy[:, 0].astype(np.int64),
+        y=xy[:, 1].astype(np.int64),
         pixel_size_um=size,
         var=var,
         normalize=normalize,

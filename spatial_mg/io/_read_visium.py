@@ -25,6 +25,8 @@ from ._counts import check_counts
 _POSITION_COLUMNS = ["barcode", "in_tissue", "array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres"]
 # Scale factors are allowed to disagree with the array grid by this much before we warn.
 _SCALE_TOLERANCE = 0.10
+# Sizes and image scales: zero or below is a damaged file (and a division by zero later)
+_POSITIVE_SCALEFACTORS = ("spot_diameter_fullres", "tissue_hires_scalef", "tissue_lowres_scalef", "fiducial_diameter_fullres")
 
 
 def read_visium(
@@ -118,11 +120,18 @@ def _read_counts(h5: Path) -> ad.AnnData:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # scanpy's "var names not unique"
             adata = sc.read_10x_h5(h5, gex_only=True)
-    except (OSError, KeyError) as err:
+    except Exception as err:  # h5py and scanpy raise many kinds (OSError, KeyError, RuntimeError) for a damaged file
         raise ValueError(
-            f"Could not read '{h5}' as a 10x HDF5 count matrix ({err}). Pass spaceranger's "
+            f"Could not read '{h5}' as a 10x HDF5 count matrix ({type(err).__name__}: {err}). Pass spaceranger's "
             "filtered_feature_bc_matrix.h5 (or raw_feature_bc_matrix.h5); re-copy it if it was truncated."
         ) from err
+    if adata.n_vars == 0:
+        raise ValueError(
+            f"'{h5}' has no 'Gene Expression' features ({adata.n_vars} after dropping the other feature types); "
+            "read_visium reads gene expression: pass the count matrix of the gene-expression library."
+        )
+    if adata.n_obs == 0:
+        raise ValueError(f"'{h5}' holds no spots (0 barcodes); copy the count matrix of the run again.")
     if not adata.obs_names.is_unique:
         dup = adata.obs_names[adata.obs_names.duplicated()].unique()
         raise ValueError(f"Duplicate barcodes in '{h5}' (for example {list(dup[:3])}); each spot must appear once.")
@@ -134,34 +143,66 @@ def _read_counts(h5: Path) -> ad.AnnData:
 def _read_positions(spatial_dir: Path) -> pd.DataFrame:
     new, old = spatial_dir / "tissue_positions.csv", spatial_dir / "tissue_positions_list.csv"
     if new.is_file():
-        table = pd.read_csv(new, header=0)
-        source = new
+        source, header = new, 0
     elif old.is_file():
-        table = pd.read_csv(old, header=None)
-        source = old
+        source, header = old, None
     else:
         raise FileNotFoundError(
             f"No tissue positions in '{spatial_dir}': expected 'tissue_positions.csv' (spaceranger >= 2.0) "
             "or 'tissue_positions_list.csv' (older). Copy the whole spatial/ folder of the run."
         )
+    try:
+        table = pd.read_csv(source, header=header)
+    except ValueError as err:  # pandas' parser errors and UnicodeDecodeError are ValueErrors
+        raise ValueError(
+            f"Could not read '{source}' as a tissue positions table ({type(err).__name__}: {err}). "
+            "Copy the whole spatial/ folder of the run again."
+        ) from err
     if table.shape[1] != len(_POSITION_COLUMNS):
         raise ValueError(f"'{source}' has {table.shape[1]} columns; a tissue positions file has {len(_POSITION_COLUMNS)}.")
     table.columns = _POSITION_COLUMNS
     if not table["barcode"].is_unique:
         dup = table.loc[table["barcode"].duplicated(), "barcode"].unique()
         raise ValueError(f"Duplicate barcodes in '{source}' (for example {list(dup[:3])}).")
-    numeric = table[_POSITION_COLUMNS[1:]]
-    if numeric.isna().any().any():
-        raise ValueError(f"'{source}' has missing values in its coordinate columns.")
+    _check_position_values(table, source)
     return table.set_index("barcode")
+
+
+def _check_position_values(table: pd.DataFrame, source: Path) -> None:
+    """in_tissue 0 or 1, array coordinates whole numbers >= 0, pixel positions finite:
+    anything else is a damaged file, and would bend the grid fit that gives micrometres."""
+    numeric = table[_POSITION_COLUMNS[1:]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    in_tissue, array, pixels = numeric[:, 0], numeric[:, 1:3], numeric[:, 3:]
+    bad_rows = (
+        ~np.isin(in_tissue, (0, 1))
+        | ~(np.isfinite(array) & (array >= 0) & (array == np.round(array))).all(axis=1)
+        | ~np.isfinite(pixels).all(axis=1)
+    )
+    if bad_rows.any():
+        first = int(np.argmax(bad_rows))
+        raise ValueError(
+            f"'{source}' has {int(bad_rows.sum())} rows with missing or impossible values (first: barcode "
+            f"'{table['barcode'].iloc[first]}': {table.iloc[first, 1:].tolist()}); in_tissue must be 0 or 1, "
+            "array_row and array_col whole numbers >= 0, the pixel positions finite. Copy the spatial/ folder again."
+        )
 
 
 def _read_scalefactors(path: Path) -> dict:
     path = existing_file(path, "Visium scale factors")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"'{path}' is not valid JSON ({err}).") from err
+        factors = json.loads(path.read_text())
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
+        raise ValueError(f"'{path}' is not valid JSON ({type(err).__name__}: {err}).") from err
+    if not isinstance(factors, dict):
+        raise ValueError(f"'{path}' must hold a JSON object of scale factors, not a {type(factors).__name__}.")
+    for key, value in factors.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+        if not number or (key in _POSITIVE_SCALEFACTORS and value <= 0):
+            raise ValueError(
+                f"Scale factor '{key}' in '{path}' must be a {'positive ' if key in _POSITIVE_SCALEFACTORS else ''}"
+                f"number, not {value!r}. Copy the spatial/ folder of the run again."
+            )
+    return factors
 
 
 def _micrometres_per_pixel(positions: pd.DataFrame, scalefactors: dict, spatial_dir: Path) -> tuple[float, str]:
@@ -169,9 +210,14 @@ def _micrometres_per_pixel(positions: pd.DataFrame, scalefactors: dict, spatial_
     from_scalefactors = None
     if "spot_diameter_fullres" in scalefactors:
         from_scalefactors = VISIUM_SCALEFACTOR_SPOT_DIAMETER_UM / float(scalefactors["spot_diameter_fullres"])
+        if not np.isfinite(from_scalefactors):  # a diameter of a few 1e-324 pixels
+            raise ValueError(
+                f"spot_diameter_fullres in '{spatial_dir / 'scalefactors_json.json'}' is "
+                f"{scalefactors['spot_diameter_fullres']!r} pixels, too small to be a spot. Copy the spatial/ folder again."
+            )
 
-    from_grid = _fit_grid_scale(positions)
-    if from_grid is None:
+    fit = _fit_grid_scale(positions)
+    if fit is None:
         if from_scalefactors is None:
             raise ValueError(
                 f"Cannot convert '{spatial_dir}' to micrometres: fewer than three non-collinear spots "
@@ -183,6 +229,8 @@ def _micrometres_per_pixel(positions: pd.DataFrame, scalefactors: dict, spatial_
             stacklevel=3,
         )
         return from_scalefactors, "scalefactors"
+    from_grid, off_grid_um = fit
+    _check_on_grid(positions, from_grid, off_grid_um, spatial_dir)
     if from_scalefactors is not None and abs(from_grid / from_scalefactors - 1) > _SCALE_TOLERANCE:
         warnings.warn(
             f"'{spatial_dir}': the array grid gives {from_grid:.4f} um per pixel, spot_diameter_fullres "
@@ -192,8 +240,9 @@ def _micrometres_per_pixel(positions: pd.DataFrame, scalefactors: dict, spatial_
     return from_grid, "array_grid"
 
 
-def _fit_grid_scale(positions: pd.DataFrame) -> float | None:
-    """Least-squares linear map from ideal grid micrometres to pixels; returns um per pixel."""
+def _fit_grid_scale(positions: pd.DataFrame) -> tuple[float, np.ndarray] | None:
+    """Least-squares linear map from ideal grid micrometres to pixels; returns um per pixel
+    and each spot's distance (um) from where the fitted grid puts it."""
     col = positions["array_col"].to_numpy(dtype=float)
     row = positions["array_row"].to_numpy(dtype=float)
     # Neighbours in a row are two columns and one pitch apart; rows form a hexagonal lattice.
@@ -204,7 +253,24 @@ def _fit_grid_scale(positions: pd.DataFrame) -> float | None:
         return None
     coef, *_ = np.linalg.lstsq(design, px, rcond=None)
     px_per_um = np.sqrt(abs(np.linalg.det(coef[:2])))
-    return float(1 / px_per_um)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # judged by _check_on_grid
+        off_grid_um = np.linalg.norm(design @ coef - px, axis=1) / px_per_um
+        return float(1 / px_per_um), off_grid_um
+
+
+def _check_on_grid(positions: pd.DataFrame, um_per_px: float, off_grid_um: np.ndarray, spatial_dir: Path) -> None:
+    """Every spot within half a pitch of the fitted grid (real runs: within a micrometre);
+    farther, its pixel position belongs to another spot, and the micrometres would be wrong."""
+    distance = np.nan_to_num(off_grid_um, nan=np.inf)
+    if np.isfinite(um_per_px) and um_per_px > 0 and (distance <= VISIUM_PITCH_UM / 2).all():
+        return
+    worst = int(np.argmax(distance))
+    raise ValueError(
+        f"The tissue positions in '{spatial_dir}' do not lie on the Visium array grid: spot "
+        f"'{positions.index[worst]}' is {distance[worst]:.3g} um from where its array_row and array_col put it "
+        f"(neighbouring spots are {VISIUM_PITCH_UM:g} um apart). Its array and pixel coordinates do not belong "
+        "together: copy the spatial/ folder of the run again."
+    )
 
 
 def _squidpy_spatial(spatial_dir: Path, scalefactors: dict, um_per_px: float, load_images: bool) -> dict:

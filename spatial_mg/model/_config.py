@@ -11,6 +11,8 @@ defaults for its help without that cost.
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING
@@ -22,6 +24,47 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._registry import Registry
 
 DEFAULT_SEED = 0  # of the weight initialisation and, unless train() gets another, of training
+
+
+# --- range checks -----------------------------------------------------------------------
+# A setting out of range (no epochs, an empty batch, a zero-width latent) would otherwise
+# give an untrained or broken model without a word; each is refused where it is given.
+def check_integer(name: str, value, minimum: int, *, optional: bool = False) -> None:
+    """Raise a ValueError naming ``name`` unless ``value`` is an integer >= ``minimum``
+    (or None, where ``optional``)."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        also = " (or None)" if optional else ""
+        raise ValueError(f"{name} must be an integer >= {minimum}{also}, not {value!r}")
+
+
+def check_number(
+    name: str,
+    value,
+    low: float,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    optional: bool = False,
+) -> None:
+    """Raise a ValueError naming ``name`` unless ``value`` is a finite number between
+    ``low`` and ``high`` (open or closed ends; no ``high``: unbounded above), or None
+    where ``optional``."""
+    if value is None and optional:
+        return
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    inside = number and (value > low if low_open else value >= low)
+    if number and high is not None:
+        inside = inside and (value < high if high_open else value <= high)
+    if not inside:
+        if high is None:
+            valid = f"{'>' if low_open else '>='} {low}"
+        else:
+            valid = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        also = " (or None)" if optional else ""
+        raise ValueError(f"{name} must be a number {valid}{also}, not {value!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +95,16 @@ class ModuleConfig:
     n_mmd_groups: int = 0
     modality_mmd_weight: float = 0.0
     modality_dropout: float = 0.5
+
+    def __post_init__(self) -> None:
+        check_integer("n_latent", self.n_latent, 1)
+        check_integer("n_hidden", self.n_hidden, 1)
+        check_integer("n_layers", self.n_layers, 0)
+        check_number("dropout_rate", self.dropout_rate, 0, 1, high_open=True)
+        check_integer("embedding_dim", self.embedding_dim, 1)
+        check_number("batch_mmd_weight", self.batch_mmd_weight, 0)
+        check_number("modality_mmd_weight", self.modality_mmd_weight, 0)
+        check_number("modality_dropout", self.modality_dropout, 0, 1)
 
     @classmethod
     def for_registry(cls, registry: Registry, **architecture) -> ModuleConfig:
@@ -108,6 +161,13 @@ def _lists(value):
 
 
 # --- training ---------------------------------------------------------------------------
+# TrainingConfig fields that leave what training computes alone: how long it runs
+# (resuming to train longer is what a checkpoint is for), where checkpoints go, what is
+# shown. ``accelerator`` is left out because "auto" and "cpu" can name the same device:
+# the device itself is compared instead.
+OUTSIDE_RESULT = ("max_epochs", "accelerator", "checkpoint_dir", "checkpoint_every", "resume", "progress_bar")
+
+
 def default_max_epochs(n_obs: int) -> int:
     """``min(400, round(400 * 20000 / n_obs))``, at least 20: about 3 million cell visits
     (400 epochs of 20,000 cells), fewer epochs on more cells."""
@@ -150,11 +210,32 @@ class TrainingConfig:
     seed: int | None = None
     eval_batch_size: int = 4096  # cells per validation step (no gradients: larger is fine)
 
+    def __post_init__(self) -> None:
+        check_integer("max_epochs", self.max_epochs, 1, optional=True)
+        check_integer("batch_size", self.batch_size, 1, optional=True)
+        check_number("lr", self.lr, 0, low_open=True)
+        check_number("weight_decay", self.weight_decay, 0)
+        check_number("validation_fraction", self.validation_fraction, 0, 1, high_open=True)
+        check_integer("patience", self.patience, 1)
+        check_number("min_delta", self.min_delta, 0)
+        check_integer("lr_patience", self.lr_patience, 0, optional=True)
+        check_number("lr_factor", self.lr_factor, 0, 1, low_open=True, high_open=True)
+        check_number("ema_epochs", self.ema_epochs, 0, low_open=True, optional=True)
+        check_number("gradient_clip", self.gradient_clip, 0, low_open=True, optional=True)
+        check_integer("kl_warmup_epochs", self.kl_warmup_epochs, 0, optional=True)
+        check_number("kl_weight", self.kl_weight, 0)
+        check_integer("checkpoint_every", self.checkpoint_every, 1)
+        check_integer("seed", self.seed, 0, optional=True)
+        check_integer("eval_batch_size", self.eval_batch_size, 1)
+
+    def result_settings(self) -> dict:
+        """The settings that change what training computes (all fields but those of
+        :data:`OUTSIDE_RESULT`), by name; of a resolved config, as a checkpoint keeps them."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in OUTSIDE_RESULT}
+
     def resolve(self, n_obs: int, model_seed: int) -> TrainingConfig:
         """Every None replaced by its rule for ``n_obs`` cells; numbers and paths in the
         types the training loop and its checkpoint keep."""
-        if not 0 <= self.validation_fraction < 1:
-            raise ValueError(f"validation_fraction must be in [0, 1), not {self.validation_fraction}")
         max_epochs = int(self.max_epochs if self.max_epochs is not None else default_max_epochs(n_obs))
         warmup = self.kl_warmup_epochs
         return replace(

@@ -27,10 +27,17 @@ from .._constants import (
     UNS_KEY,
 )
 from .._errors import DeviceUnavailableError
-from ._config import DEFAULT_SEED, ModuleConfig, TrainingConfig
+from ._config import DEFAULT_SEED, ModuleConfig, TrainingConfig, check_integer, check_number
 from ._data import DeviceData, HostData, data_scales, read_data
 from ._module import PoEModule
-from ._registry import Registry, build_registry, read_setup, store_setup
+from ._registry import (
+    Registry,
+    build_registry,
+    check_registry_matches,
+    read_saved_registry,
+    read_setup,
+    store_setup,
+)
 from ._training import Trainer
 
 # 1: model.pt holds the architecture as ``module_kwargs``; 2: as ``module_config``
@@ -120,6 +127,7 @@ class PoEVAE:
         seed: int = DEFAULT_SEED,
     ):
         architecture = {k: v for k, v in locals().items() if k not in ("self", "mdata", "seed")}
+        check_integer("seed", seed, 0)
         registry = read_setup(mdata)
         if registry is None:
             raise ValueError(
@@ -334,7 +342,7 @@ class PoEVAE:
         data = DeviceData(self._host, self.registry, device)
         val_idx = torch.as_tensor(np.sort(order[:n_val]), device=device)
         train_idx = torch.as_tensor(np.sort(order[n_val:]), device=device)
-        fingerprint = self._fingerprint(n, config.validation_fraction, config.seed)
+        fingerprint = None if config.checkpoint_dir is None else self._fingerprint(config, device)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(config.seed)
             trainer = Trainer(self.module, data, train_idx, val_idx, config, fingerprint, self._history)
@@ -345,9 +353,16 @@ class PoEVAE:
         self.module.eval()
         return self
 
-    def _fingerprint(self, n_obs: int, validation_fraction: float, seed: int) -> str:
-        text = json.dumps([self.registry.to_json(), self.module_config.to_dict(), n_obs, validation_fraction, seed], default=str)
-        return hashlib.sha1(text.encode()).hexdigest()
+    def _fingerprint(self, config: TrainingConfig, device: torch.device) -> dict:
+        """What a checkpoint must share with this run to be resumed: the model (setup and
+        architecture), the data's content (:meth:`HostData.content_hash`) and the
+        settings that change the result, on the same kind of device."""
+        model = json.dumps([self.registry.to_json(), self.module_config.to_dict()], default=str)
+        return {
+            "model": hashlib.sha1(model.encode()).hexdigest(),
+            "data": self._host.content_hash(),
+            "settings": {**config.result_settings(), "accelerator": device.type},
+        }
 
     @property
     def history(self) -> pd.DataFrame:
@@ -422,6 +437,7 @@ class PoEVAE:
         """
         if modality is not None and modality not in self.registry.modalities:
             raise KeyError(f"unknown modality {modality!r}; the model has {self.registry.names}")
+        check_integer("batch_size", batch_size, 1)
         host = self._read(mdata, modality)
         self.module.eval()
         out = [self.module.latent_mean(batch, modality) for batch in self._batches(host, batch_size)]
@@ -481,6 +497,9 @@ class PoEVAE:
         """
         if target not in self.registry.modalities:
             raise KeyError(f"unknown target {target!r}; the model has {self.registry.names}")
+        check_integer("n_samples", n_samples, 1)
+        check_integer("batch_size", batch_size, 1)
+        check_number("library_size", library_size, 0, low_open=True, optional=True)
         host = self._read(query, modality, exclude=target)
         device = self.device
         self.module.eval()
@@ -538,6 +557,7 @@ class PoEVAE:
                     "seed": self.seed,
                     "history": self._history,
                     "frozen_reference": self._frozen_reference,
+                    "features": {name: list(e.features) for name, e in self.registry.modalities.items()},
                 },
                 tmp / MODEL_WEIGHTS_FILE,
             )
@@ -560,21 +580,30 @@ class PoEVAE:
         Notes
         -----
         Reads both formats :meth:`save` has written: ``model.pt`` with ``module_config``
-        (format 2) and with ``module_kwargs`` (format 1).
+        (format 2) and with ``module_kwargs`` (format 1). The registry must describe the
+        weights: the same modalities and feature counts and, where ``model.pt`` records
+        the feature names (models saved since it does), the same names in the same order.
         """
         path = Path(path)
         weights = path / MODEL_WEIGHTS_FILE
         if not weights.is_file():
             raise FileNotFoundError(f"no saved PoEVAE in '{path}' ({MODEL_WEIGHTS_FILE} missing)")
-        saved = torch.load(weights, map_location="cpu", weights_only=True)
-        version = saved.get("format_version")
+        try:
+            saved = torch.load(weights, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises many kinds (zip, pickle, EOF) for a damaged file
+            raise ValueError(
+                f"'{weights}' cannot be read as the weights of a saved PoEVAE ({type(err).__name__}: {err}); "
+                "copy the model folder again, or save the model again"
+            ) from err
+        version = saved.get("format_version") if isinstance(saved, dict) else None
         if version not in (1, _FORMAT_VERSION):
             raise ValueError(
                 f"'{weights}' has format version {version}; this spatial_mg reads 1 to {_FORMAT_VERSION}: "
                 "update spatial_mg to load it"
             )
-        registry = Registry.from_json((path / MODEL_REGISTRY_FILE).read_text())
+        registry = read_saved_registry(path / MODEL_REGISTRY_FILE)
         config = ModuleConfig.from_dict(saved["module_config" if version >= 2 else "module_kwargs"])
+        check_registry_matches(registry, config.modalities, saved.get("features"), path / MODEL_REGISTRY_FILE, weights)
         module = config.build(saved["seed"])
         module.load_state_dict(saved["state_dict"])
         module.to(_device(accelerator)).eval()

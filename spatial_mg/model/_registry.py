@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -156,6 +157,63 @@ def build_registry(
     mmd_key = mmd_key if mmd_key is not None else batch_key
     mmd_categories = covariates[mmd_key] if mmd_key in covariates else (categories_of(mdata, mmd_key) if mmd_key else [])
     return Registry(entries, covariates, batch_key, mmd_key, mmd_categories)
+
+
+# --- the registry saved beside the weights ------------------------------------------------
+def read_saved_registry(path: Path) -> Registry:
+    """The registry a model folder holds in ``path``, or an error naming the file."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"'{path}' is missing: a saved PoEVAE needs it beside its weights; copy the whole model folder"
+        )
+    try:
+        return Registry.from_json(path.read_text())
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        raise ValueError(
+            f"'{path}' is not a registry written by PoEVAE.save ({type(err).__name__}: {err}); copy the model "
+            "folder again, or save the model again"
+        ) from err
+
+
+def check_registry_matches(
+    registry: Registry,
+    modalities: tuple[tuple[str, str, int], ...],
+    features: Mapping[str, list[str]] | None,
+    registry_file: Path,
+    weights_file: Path,
+) -> None:
+    """Raise unless ``registry`` describes the weights: the modalities, their likelihoods and
+    feature counts of ``ModuleConfig.modalities`` and, where the weights file records the
+    feature names (``features``; models saved before it did have None), the same names in
+    the same order. A registry that disagrees would label the predicted columns wrongly."""
+    mismatch = (
+        f"'{registry_file}' and '{weights_file}' come from different saves: copy one model's folder whole, "
+        "or save the model again"
+    )
+    trained = [name for name, _, _ in modalities]
+    if registry.names != trained:
+        raise ValueError(f"'{registry_file}' lists modalities {registry.names}, the weights have {trained}; {mismatch}")
+    for name, likelihood, n_features in modalities:
+        entry = registry.modalities[name]
+        if entry.likelihood != likelihood:
+            raise ValueError(
+                f"modality '{name}' is '{entry.likelihood}' in the registry, '{likelihood}' in the weights; {mismatch}"
+            )
+        if len(entry.features) != n_features:
+            raise ValueError(
+                f"modality '{name}' has {len(entry.features)} features in the registry, {n_features} in the "
+                f"weights; {mismatch}"
+            )
+        if features is None:
+            continue
+        saved = [str(f) for f in features.get(name, [])]
+        if saved != list(entry.features):
+            at = next((i for i, (a, b) in enumerate(zip(entry.features, saved)) if a != b), min(len(saved), n_features))
+            ours, got = (repr(names[at]) if at < len(names) else "nothing" for names in (entry.features, saved))
+            raise ValueError(
+                f"modality '{name}': feature {at} is {ours} in the registry but {got} in the weights "
+                f"({n_features} features in the registry, {len(saved)} named in the weights); {mismatch}"
+            )
 
 
 # --- the setup record in the MuData ----------------------------------------------------

@@ -52,6 +52,40 @@ def _atomic_save(obj, path: Path) -> None:
         torch.save(obj, tmp)
 
 
+def _refuse_another_run(saved, current: dict, path: Path) -> None:
+    """Raise, naming what differs, unless checkpoint ``path`` (its fingerprint ``saved``)
+    was written by a run of this model on these data with these settings."""
+    afresh = f"or use another checkpoint_dir (or delete '{path}') to start afresh"
+    if not isinstance(saved, dict):  # a hash alone: written before the parts were kept
+        raise ValueError(
+            f"checkpoint '{path}' was written by an older spatial_mg that did not record its data and "
+            f"settings, so resuming from it cannot be checked; train again {afresh}"
+        )
+    if saved.get("model") != current["model"]:
+        raise ValueError(
+            f"checkpoint '{path}' was written for another model (other setup or architecture); resume "
+            f"with the model it was trained with, {afresh}"
+        )
+    if saved.get("data") != current["data"]:
+        raise ValueError(
+            f"checkpoint '{path}' was written for other data (the same model, but other values, cells, "
+            f"covariates or number of cells); resume with the data it was trained on, {afresh}"
+        )
+    old, new = saved.get("settings", {}), current["settings"]
+    differ = [k for k in dict.fromkeys([*new, *old]) if k not in old or k not in new or old[k] != new[k]]
+    if differ:
+        listed = "; ".join(f"{k} {old.get(k)!r} in the checkpoint, {new.get(k)!r} now" for k in differ)
+        rule = (
+            " (kl_warmup_epochs=None follows max_epochs: pass the checkpoint's number to train longer)"
+            if "kl_warmup_epochs" in differ
+            else ""
+        )
+        raise ValueError(
+            f"checkpoint '{path}' was written with other training settings ({listed}){rule}; "
+            f"pass the checkpoint's values to resume, {afresh}"
+        )
+
+
 class Trainer:
     """Fits a :class:`PoEModule` to a :class:`DeviceData`.
 
@@ -66,7 +100,9 @@ class Trainer:
     config
         The settings, resolved (:meth:`TrainingConfig.resolve`: no None where a rule applies).
     fingerprint
-        Identifies model and data; a checkpoint with another fingerprint is refused.
+        Identifies model, data and the settings that change the result
+        (``PoEVAE._fingerprint``); a checkpoint with another is refused, naming what
+        differs. None: no checkpoints are written.
     history
         Rows of earlier training, continued.
     """
@@ -78,7 +114,7 @@ class Trainer:
         train_idx: torch.Tensor,
         val_idx: torch.Tensor,
         config: TrainingConfig,
-        fingerprint: str,
+        fingerprint: dict | None,
         history: list[dict] | None = None,
     ):
         self.module, self.data, self.config = module, data, config
@@ -135,8 +171,7 @@ class Trainer:
 
     def _restore(self, path: Path) -> None:
         ckpt = torch.load(path, map_location=self.data.device, weights_only=True)
-        if ckpt["fingerprint"] != self.fingerprint:
-            raise ValueError(f"checkpoint '{path}' was written for another model or data set; use another checkpoint_dir")
+        _refuse_another_run(ckpt.get("fingerprint"), self.fingerprint, path)
         self.module.load_state_dict(ckpt["module"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scheduler is not None and ckpt.get("scheduler") is not None:
@@ -149,9 +184,7 @@ class Trainer:
         es = ckpt["early_stopping"]
         self.best, self.wait, self.stopped = es["best"], es["wait"], es["stopped"]
         self.best_state = ckpt["best_state"]
-        if self.ema is not None:
-            if ckpt.get("ema") is None:
-                raise ValueError(f"checkpoint '{path}' was written without weight averaging; resume with ema_epochs=None")
+        if self.ema is not None:  # the fingerprint's settings made sure the checkpoint has one
             self.ema.copy_(ckpt["ema"])
         self.steps = ckpt.get("steps", 0)
         self.start_epoch = ckpt["epochs_done"]

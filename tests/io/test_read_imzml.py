@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import numpy as np
@@ -10,7 +11,7 @@ from pyimzml.ImzMLParser import ImzMLParser
 from pyimzml.ImzMLWriter import ImzMLWriter
 from scipy.spatial.distance import pdist
 
-from spatial_mg.io import read_imzml
+from spatial_mg.io import read_imzml, write_imzml
 
 
 def _spectra(path):
@@ -122,3 +123,65 @@ def test_nan_intensities_are_an_error(tmp_path):
         writer.addSpectrum(np.array([100.0, 200.0]), np.array([np.nan, 2.0]), (2, 1))
     with pytest.raises(ValueError, match=r"nan\.imzML.*x=2, y=1"):
         read_imzml(path, mz_bins=[100.0, 200.0], pixel_size_um=10.0)
+
+
+def _acquisition(path, seed):
+    """A small processed-mode acquisition; every seed has the same layout (pixels, m/z)."""
+    rng = np.random.default_rng(seed)
+    coords = np.array([[x, y] for y in (1, 2) for x in (1, 2, 3)])
+    mzs = np.array([100.0, 200.0, 300.0, 400.0])
+    write_imzml(path, coords, rng.uniform(1, 100, size=(6, 4)), mzs, pixel_size_um=50.0, mode="continuous")
+    return path
+
+
+def test_an_ibd_of_another_acquisition_is_refused_naming_both_files(tmp_path):
+    first = _acquisition(tmp_path / "first.imzML", seed=0)
+    second = _acquisition(tmp_path / "second.imzML", seed=1)
+    assert first.with_suffix(".ibd").stat().st_size == second.with_suffix(".ibd").stat().st_size
+    assert not np.array_equal(read_imzml(first).X, read_imzml(second).X)
+    shutil.copy(second.with_suffix(".ibd"), first.with_suffix(".ibd"))  # same layout, other data
+    with pytest.raises(ValueError, match=r"first\.ibd' does not belong to '.*first\.imzML': .* UUID"):
+        read_imzml(first)
+
+
+def _edit_uuid(tmp_path, source, replace_line):
+    dest = tmp_path / source.name
+    lines = source.read_text(encoding="iso-8859-1").splitlines()
+    dest.write_text("\n".join(replace_line(line) if "IMS:1000080" in line else line for line in lines), encoding="iso-8859-1")
+    shutil.copy(source.with_suffix(".ibd"), dest.with_suffix(".ibd"))
+    return dest
+
+
+def test_the_uuid_is_compared_in_every_writer_form(tmp_path, imzml_continuous):
+    # the example files write 32 hex digits; pyimzML braces, dashes and upper case
+    hexed = imzml_continuous.with_suffix(".ibd").read_bytes()[:16].hex()
+    braced = "{%s-%s-%s-%s-%s}" % (hexed[:8], hexed[8:12], hexed[12:16], hexed[16:20], hexed[20:])
+    dest = _edit_uuid(tmp_path, imzml_continuous, lambda line: re.sub(r'value="[^"]*"', f'value="{braced.upper()}"', line))
+    np.testing.assert_array_equal(read_imzml(dest).X, read_imzml(imzml_continuous).X)
+
+
+def test_a_missing_uuid_is_warned_about_and_a_malformed_one_refused(tmp_path, imzml_continuous):
+    dest = _edit_uuid(tmp_path, imzml_continuous, lambda line: "")
+    with pytest.warns(UserWarning, match=r"Example_Continuous\.imzML' records no UUID"):
+        assert read_imzml(dest).n_obs == 9
+    dest = _edit_uuid(tmp_path, imzml_continuous, lambda line: re.sub(r'value="[^"]*"', 'value="not-a-uuid"', line))
+    with pytest.raises(ValueError, match=r"Example_Continuous\.imzML' records a malformed UUID"):
+        read_imzml(dest)
+
+
+def test_an_ibd_too_short_for_its_uuid_is_truncated(tmp_path, imzml_continuous):
+    dest = tmp_path / "short.imzML"
+    shutil.copy(imzml_continuous, dest)
+    dest.with_suffix(".ibd").write_bytes(imzml_continuous.with_suffix(".ibd").read_bytes()[:10])
+    with pytest.raises(ValueError, match=r"short\.ibd' is truncated: 10 bytes"):
+        read_imzml(dest)
+
+
+def test_intensities_that_overflow_float32_when_binned_are_an_error(tmp_path):
+    path = tmp_path / "loud.imzML"
+    coords = np.array([[1, 1], [2, 1]])
+    # each peak fits float32, their sum in one 20 Da bin does not
+    write_imzml(path, coords, np.array([[3e38, 3e38], [1.0, 2.0]]), np.array([100.0, 110.0]), pixel_size_um=10.0)
+    with pytest.raises(ValueError, match=r"loud\.imzML'.*float32 \(first at pixel x=1, y=1, feature 'mz_"):
+        read_imzml(path, bin_width=20.0)
+    assert np.isfinite(read_imzml(path, bin_width=1.0).X).all()  # apart, each stays in range

@@ -69,3 +69,46 @@ def test_duplicate_pixels_are_an_error(tmp_path, sma_csv):
     table.to_csv(path, index=False)
     with pytest.raises(ValueError, match="Duplicate pixel"):
         read_sma_csv(path, pixel_size_um=100)
+
+
+def test_a_header_without_pixels_is_an_error(tmp_path, sma_csv):
+    _, table = sma_csv
+    path = tmp_path / "header_only.csv"
+    table.iloc[:0].to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"header_only\.csv' has a header but no pixels"):
+        read_sma_csv(path, pixel_size_um=100)
+
+
+@pytest.mark.parametrize("value", [1e39, -1e39, 3.5e38])
+def test_intensities_beyond_float32_are_an_error_naming_pixel_and_feature(tmp_path, sma_csv, value):
+    _, table = sma_csv
+    table.iloc[2, 4] = value  # finite in the file, inf once stored as float32
+    path = tmp_path / "loud.csv"
+    table.to_csv(path, index=False)
+    x, y = (int(v) for v in table.iloc[2, :2])
+    with pytest.raises(ValueError, match=rf"loud\.csv'.*float32 \(first at pixel x={x}, y={y}, feature 'mz_496\.3398'\)"):
+        read_sma_csv(path, pixel_size_um=100)
+
+
+def test_the_largest_float32_intensity_is_kept(tmp_path, sma_csv):
+    _, table = sma_csv
+    table.iloc[2, 4] = float(np.finfo(np.float32).max)
+    path = tmp_path / "edge.csv"
+    table.to_csv(path, index=False, float_format="%.17g")
+    assert read_sma_csv(path, pixel_size_um=100).X[2, 2] == np.finfo(np.float32).max
+
+
+def test_duplicate_positions_are_an_error_even_with_pixel_ids(tmp_path):
+    path = tmp_path / "ids_dup.csv"
+    table = pd.DataFrame({"spot_id": ["p1", "p2", "p3"], "x": [1, 2, 1], "y": [1, 1, 1], "300.1": [1.0, 2.0, 3.0]})
+    table.to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"Duplicate pixel positions in '.*ids_dup\.csv': \(x=1, y=1\) appears 2 times"):
+        read_sma_csv(path, pixel_size_um=50)
+
+
+def test_duplicate_pixel_ids_are_an_error_naming_them(tmp_path):
+    path = tmp_path / "ids_twice.csv"
+    table = pd.DataFrame({"spot_id": ["p1", "p1"], "x": [1, 2], "y": [1, 1], "300.1": [1.0, 2.0]})
+    table.to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"Duplicate pixel names in '.*ids_twice\.csv' \(for example \['p1'\]\)"):
+        read_sma_csv(path, pixel_size_um=50)

@@ -97,3 +97,13 @@ def test_duplicate_barcodes_are_an_error(visium_copy):
     _edit_matrix(visium_copy, "barcodes", barcodes)
     with pytest.raises(ValueError, match="Duplicate barcodes"):
         read_visium(visium_copy)
+
+
+def test_a_matrix_without_gene_expression_features_is_an_error(visium_copy):
+    with h5py.File(visium_copy / "filtered_feature_bc_matrix.h5", "r") as f:
+        types = f["matrix"]["features"]["feature_type"][:]
+    with h5py.File(visium_copy / "filtered_feature_bc_matrix.h5", "r+") as f:
+        del f["matrix"]["features"]["feature_type"]
+        f["matrix"]["features"].create_dataset("feature_type", data=np.full_like(types, b"Antibody Capture"))
+    with pytest.raises(ValueError, match=r"filtered_feature_bc_matrix\.h5' has no 'Gene Expression' features"):
+        read_visium(visium_copy)

@@ -63,3 +63,69 @@ def test_module_config_is_json_and_grows_for_a_query():
     assert config.for_query(_registry(["b0", "b1", "q0"]), query_in_train=True).covariate_sizes == ((3, 0),)
     module = config.build(seed=0)
     assert module.n_latent == 3 and module.blocks[0].per_batch_dispersion
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("max_epochs", 0),
+        ("max_epochs", -1),
+        ("max_epochs", 2.5),
+        ("batch_size", 0),
+        ("batch_size", -32),
+        ("batch_size", True),
+        ("lr", 0.0),
+        ("lr", -1e-3),
+        ("lr", float("nan")),
+        ("weight_decay", -0.01),
+        ("validation_fraction", 1.0),
+        ("validation_fraction", -0.1),
+        ("patience", 0),
+        ("min_delta", -1.0),
+        ("lr_patience", -1),
+        ("lr_factor", 0.0),
+        ("lr_factor", 1.0),
+        ("ema_epochs", 0.0),
+        ("gradient_clip", 0.0),
+        ("kl_warmup_epochs", -1),
+        ("kl_weight", -0.5),
+        ("kl_weight", float("inf")),
+        ("checkpoint_every", 0),
+        ("seed", -1),
+        ("eval_batch_size", 0),
+    ],
+)
+def test_training_settings_out_of_range_are_refused_naming_the_setting(setting, value):
+    with pytest.raises(ValueError, match=rf"^{setting} must be .*, not {value!r}"):
+        TrainingConfig(**{setting: value})
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("n_latent", 0),
+        ("n_latent", -2),
+        ("n_latent", 4.0),
+        ("n_hidden", 0),
+        ("n_layers", -1),
+        ("dropout_rate", 1.0),
+        ("dropout_rate", -0.1),
+        ("embedding_dim", 0),
+        ("batch_mmd_weight", -1.0),
+        ("modality_mmd_weight", float("nan")),
+        ("modality_dropout", 1.5),
+        ("modality_dropout", -0.5),
+    ],
+)
+def test_architecture_out_of_range_is_refused_naming_the_setting(setting, value):
+    with pytest.raises(ValueError, match=rf"^{setting} must be .*, not {value!r}"):
+        ModuleConfig(modalities=(("rna", "nb", 3),), **{setting: value})
+
+
+def test_the_edges_of_each_range_are_accepted():
+    TrainingConfig(
+        max_epochs=1, batch_size=1, lr=1e-12, weight_decay=0, validation_fraction=0.0, patience=1, min_delta=0,
+        lr_patience=0, lr_factor=0.999, ema_epochs=None, gradient_clip=None, kl_warmup_epochs=0, kl_weight=0,
+        checkpoint_every=1, seed=0, eval_batch_size=1,
+    ).resolve(10, 0)
+    ModuleConfig(modalities=(("rna", "nb", 3),), n_latent=1, n_hidden=1, n_layers=0, dropout_rate=0.0, modality_dropout=1.0)
