@@ -8,6 +8,7 @@ overwrites an output folder that already holds results unless ``--overwrite`` is
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from . import __version__
@@ -29,8 +30,46 @@ class CliError(Exception):
     """A problem with the user's input: printed as one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line (what is wrong, and where to look), not the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+class _OutOfRange(argparse.ArgumentTypeError, ValueError):
+    """A flag's value of the right type but outside its range (argparse shows this message as is)."""
+
+
+def _at_least(minimum: int):
+    """A flag type: a whole number >= ``minimum`` (checked for config files too: ``base`` says int)."""
+
+    def whole_number(text) -> int:
+        value = int(text)
+        if value < minimum:
+            raise _OutOfRange(f"must be at least {minimum}, not {value}")
+        return value
+
+    whole_number.base = int
+    whole_number.__name__ = "whole number"  # argparse names the type in "invalid ... value"
+    return whole_number
+
+
+def _above(minimum: float):
+    """A flag type: a finite number > ``minimum``."""
+
+    def number(text) -> float:
+        value = float(text)
+        if not (math.isfinite(value) and value > minimum):
+            raise _OutOfRange(f"must be a finite number above {minimum:g}, not {value}")
+        return value
+
+    number.base = float
+    return number
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="spatial-mg",
         description="Spatial multi-omics: register MALDI-MSI onto Visium, train a PoE-VAE on the pairs, "
         "and predict metabolite maps of sections that have RNA only.",
@@ -39,14 +78,14 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"spatial-mg {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback when a step fails")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     demo = sub.add_parser("demo", help="run the whole pipeline on the built-in synthetic dataset")
     demo.add_argument("--out", default="spatial_mg_demo", help="output folder (default ./spatial_mg_demo)")
     demo.add_argument("--data-dir", help="where the synthetic input files go (default: a cache folder)")
     demo.add_argument("--smoke", action="store_true", help="tiny sizes and few epochs: a check that it runs")
-    demo.add_argument("--epochs", type=int, help="training epochs (default: chosen from the data size)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed of the synthetic data and model")
+    demo.add_argument("--epochs", type=_at_least(1), help="training epochs (default: chosen from the data size)")
+    demo.add_argument("--seed", type=_at_least(0), default=0, help="random seed of the synthetic data and model")
     demo.add_argument("--accelerator", default="auto", help="auto, cpu or cuda")
     demo.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     demo.add_argument("--write-data", metavar="PATH", help="only write the synthetic sections to PATH and stop")
@@ -58,9 +97,9 @@ def _build_parser() -> argparse.ArgumentParser:
     align.add_argument("--name", help="the section's name (default: the folder holding outs/)")
     align.add_argument("--msi", help=".imzML file (with its .ibd) or SMA .csv export")
     align.add_argument("--mz-bins", help="peak list: a csv with an 'mz' column, or a text file of m/z values")
-    align.add_argument("--ppm", type=float, default=10.0, help="peak tolerance in ppm (default 10)")
-    align.add_argument("--bin-width", type=float, help="uniform m/z bins of this width instead of a peak list")
-    align.add_argument("--pixel-size-um", type=float, help="MSI raster step in um (required for csv exports)")
+    align.add_argument("--ppm", type=_above(0.0), default=10.0, help="peak tolerance in ppm (default 10)")
+    align.add_argument("--bin-width", type=_above(0.0), help="uniform m/z bins of this width instead of a peak list")
+    align.add_argument("--pixel-size-um", type=_above(0.0), help="MSI raster step in um (required for csv exports)")
     align.add_argument("--landmarks", help="csv of point pairs (MSI x, y -> Visium x, y in um) instead of moscot")
     align.add_argument("--strategy", default="spot_mean", help="spot_mean (default), nearest_spot or transport")
     align.add_argument("--device", help="JAX device for moscot: cpu or gpu (default: the GPU if JAX sees one)")
@@ -76,11 +115,11 @@ def _build_parser() -> argparse.ArgumentParser:
     _config(train)
     defaults = _training_defaults()
     train.add_argument("--pairs", nargs="+", help="pairs.h5mu files written by 'spatial-mg align'")
-    train.add_argument("--n-latent", type=int, help=f"latent dimensions (default {defaults['n_latent']})")
-    train.add_argument("--epochs", type=int, help="maximum epochs (default: chosen from the data size, with early stopping)")
-    train.add_argument("--batch-size", type=int, help=f"cells per step (default {defaults['batch_size']})")
+    train.add_argument("--n-latent", type=_at_least(1), help=f"latent dimensions (default {defaults['n_latent']})")
+    train.add_argument("--epochs", type=_at_least(1), help="maximum epochs (default: chosen from the data size, with early stopping)")
+    train.add_argument("--batch-size", type=_at_least(1), help=f"cells per step (default {defaults['batch_size']})")
     train.add_argument("--accelerator", default="auto", help="auto, cpu or cuda")
-    train.add_argument("--seed", type=int, default=defaults["seed"], help=f"random seed (default {defaults['seed']})")
+    train.add_argument("--seed", type=_at_least(0), default=defaults["seed"], help=f"random seed (default {defaults['seed']})")
     _output(train)
 
     predict = sub.add_parser("predict", help="predict metabolite maps of an RNA-only section")

@@ -89,3 +89,51 @@ def test_a_query_without_the_training_genes_says_which_are_missing(tmp_path):
     model = PoEVAE(mdata, n_latent=2, n_hidden=8)
     with pytest.raises(ValueError, match=r"lacks 3 of the 8 'rna' features.*5 overlap.*'g5'"):
         model.predict(rna[:, :5].copy(), target="msi")
+
+
+def test_damaged_model_and_checkpoint_files_never_advise_unsafe_loading(tmp_path):
+    import anndata as ad
+    import mudata as md
+    import numpy as np
+
+    from spatial_mg.model import PoEVAE
+
+    rng = np.random.default_rng(0)
+    mdata = md.MuData({"rna": ad.AnnData(rng.poisson(2.0, (40, 6)).astype(np.float32))})
+    PoEVAE.setup_mudata(mdata, likelihoods={"rna": "nb"})
+    model = PoEVAE(mdata, n_latent=2, n_hidden=8)
+    model.train(max_epochs=1, progress_bar=False, accelerator="cpu", checkpoint_dir=tmp_path / "ckpt")
+    model.save(tmp_path / "m")
+    for path in (tmp_path / "m" / "model.pt", tmp_path / "ckpt" / "last.ckpt"):
+        path.write_bytes(b"\x80\x04" + bytes(range(256)) * 4)  # a pickle opcode, then noise
+    with pytest.raises(ValueError, match="model.pt' cannot be read") as err:
+        PoEVAE.load(tmp_path / "m")
+    assert "weights_only" not in str(err.value)
+    with pytest.raises(ValueError, match="last.ckpt' cannot be read") as err:
+        model.train(max_epochs=2, progress_bar=False, accelerator="cpu", checkpoint_dir=tmp_path / "ckpt", resume=True)
+    assert "weights_only" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["train", "--pairs", "p.h5mu", "--epochs", "-1", "--out", "o"], "argument --epochs: must be at least 1, not -1"),
+        (["train", "--pairs", "p.h5mu", "--batch-size", "0", "--out", "o"], "argument --batch-size: must be at least 1"),
+        (["align", "--pixel-size-um", "nan", "--out", "o"], "argument --pixel-size-um: must be a finite number above 0"),
+        (["trian"], "invalid choice: 'trian'"),
+    ],
+)
+def test_a_bad_flag_is_one_line_naming_it(capsys, args, expected):
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    assert done.value.code == 2
+    lines = _err_lines(capsys)
+    assert len(lines) == 1 and expected in lines[0] and "--help" in lines[0]
+
+
+def test_a_config_value_out_of_range_names_the_file_and_key(tmp_path, capsys):
+    config = tmp_path / "run.toml"
+    config.write_text('pairs = ["p.h5mu"]\nepochs = 0\nout = "o"\n')
+    assert main(["train", "--config", str(config)]) == 2
+    lines = _err_lines(capsys)
+    assert len(lines) == 1 and str(config) in lines[0] and "'epochs'" in lines[0] and "at least 1" in lines[0]

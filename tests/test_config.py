@@ -52,9 +52,9 @@ def _result_or_clear_error(command: str, text: str | bytes, suffix: str):
             assert isinstance(value, bool)
         elif action.nargs in ("+", "*"):
             assert isinstance(value, list) and all(isinstance(v, str) for v in value)
-        elif action.type is int:
+        elif getattr(action.type, "base", action.type) is int:
             assert isinstance(value, int) and not isinstance(value, bool)
-        elif action.type is float:
+        elif getattr(action.type, "base", action.type) is float:
             assert isinstance(value, float) and math.isfinite(value)
         else:
             assert isinstance(value, str) and "\0" not in value
@@ -202,7 +202,8 @@ def test_any_settings_end_in_typed_flags_or_an_error_naming_the_key(settings_, c
 def test_numeric_extremes_are_whole_numbers_or_refused(key, value, as_yaml):
     text = yaml.safe_dump({key: value}) if as_yaml else f"{key} = {_toml(value)}\n"
     args = _result_or_clear_error("train", text, ".yaml" if as_yaml else ".toml")
-    assert (args is not None) == (isinstance(value, int) and not isinstance(value, bool))
+    minimum = 0 if key == "seed" else 1  # the flags' ranges: a seed may be 0, the sizes not
+    assert (args is not None) == (isinstance(value, int) and not isinstance(value, bool) and value >= minimum)
 
 
 VALID = {

@@ -290,5 +290,11 @@ def _squidpy_spatial(spatial_dir: Path, scalefactors: dict, um_per_px: float, lo
         for res in ("hires", "lowres"):
             png = spatial_dir / f"tissue_{res}_image.png"
             if png.is_file():
-                images[res] = mpimg.imread(png)
+                try:
+                    images[res] = mpimg.imread(png)
+                except Exception as err:  # Pillow raises SyntaxError, OSError, ValueError for a bad image
+                    raise ValueError(
+                        f"'{png}' is not a readable PNG image ({type(err).__name__}: {err}); copy the spaceranger "
+                        "spatial/ folder again, or remove the damaged image (read_visium works without it)"
+                    ) from err
     return {"images": images, "scalefactors": sf, "metadata": {"source_image_path": str(spatial_dir)}}

@@ -591,9 +591,11 @@ class PoEVAE:
         try:
             saved = torch.load(weights, map_location="cpu", weights_only=True)
         except Exception as err:  # torch raises many kinds (zip, pickle, EOF) for a damaged file
+            # torch's own text suggests weights_only=False, which would run code from the file:
+            # name the failure, not its advice
             raise ValueError(
-                f"'{weights}' cannot be read as the weights of a saved PoEVAE ({type(err).__name__}: {err}); "
-                "copy the model folder again, or save the model again"
+                f"'{weights}' cannot be read as the weights of a saved PoEVAE ({type(err).__name__}): it is "
+                "damaged, truncated or another kind of file; copy the model folder again, or save the model again"
             ) from err
         version = saved.get("format_version") if isinstance(saved, dict) else None
         if version not in (1, _FORMAT_VERSION):

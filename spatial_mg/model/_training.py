@@ -170,7 +170,15 @@ class Trainer:
         }
 
     def _restore(self, path: Path) -> None:
-        ckpt = torch.load(path, map_location=self.data.device, weights_only=True)
+        try:
+            ckpt = torch.load(path, map_location=self.data.device, weights_only=True)
+        except Exception as err:  # a damaged file; torch's own advice (weights_only=False) would run its code
+            raise ValueError(
+                f"checkpoint '{path}' cannot be read ({type(err).__name__}): it is damaged or truncated; "
+                "delete it to start afresh, or resume from a copy"
+            ) from err
+        if not isinstance(ckpt, dict):
+            raise ValueError(f"checkpoint '{path}' holds no spatial_mg checkpoint; delete it to start afresh")
         _refuse_another_run(ckpt.get("fingerprint"), self.fingerprint, path)
         self.module.load_state_dict(ckpt["module"])
         self.optimizer.load_state_dict(ckpt["optimizer"])

@@ -103,15 +103,22 @@ def _scalar(source, key: str, value, kind: Callable | None, choices: Sequence | 
     def fail(expected: str):
         _refuse(source, key, value, expected)
 
-    if kind is int:
+    base = getattr(kind, "base", kind)  # a checking type (whole numbers >= 1, say) names its base type
+    if base is int:
         if isinstance(value, bool) or not isinstance(value, int):
             fail("a whole number")
-    elif kind is float:
+    elif base is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             fail("a number")
         if not math.isfinite(value):
             fail("a finite number")
         value = float(value)
+    if base in (int, float):
+        if kind is not base:
+            try:
+                value = kind(value)
+            except (TypeError, ValueError) as err:
+                fail(f"a number its flag accepts ({err})")
     elif kind in (None, str):
         if not isinstance(value, str):
             fail("text (in quotes)")
