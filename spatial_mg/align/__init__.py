@@ -5,11 +5,13 @@
 - :func:`pair`: one row per spot with the MSI intensities at its place, as MuData.
 - :func:`to_spatialdata`: spots, pixels and the registration in one SpatialData object.
 - :class:`Pose`: a plane transform (MSI um -> STR um) as a value; :func:`fit_similarity`,
-  :func:`fit_affine` and :func:`fit_plan` fit one to point pairs or a transport plan.
+  :func:`fit_affine` and :func:`fit_plan` fit one to point pairs or a transport plan;
+  :func:`landmarks_um` reads landmark tables (micrometres, or SMA / MAGPIE files as published).
 - :func:`circles`, :func:`annotating_table` and :data:`GLOBAL`: the spatialdata pieces
   that others who store spots (predictions) reuse.
 """
 
+from ._landmarks import landmarks_um
 from ._pair import pair
 from ._pose import Pose
 from ._procrustes import fit_affine, fit_plan, fit_similarity
@@ -27,6 +29,7 @@ __all__ = [
     "fit_affine",
     "fit_plan",
     "fit_similarity",
+    "landmarks_um",
     "pair",
     "register",
     "to_spatialdata",

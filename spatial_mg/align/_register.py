@@ -93,7 +93,11 @@ def register(
         Weight of geometry against shared features in fused GW (default 0.5).
     landmarks
         For ``method="landmarks"``: ``(msi_points_um, rna_points_um)``, two (k, 2) arrays
-        of matching points (k >= 3), or a DataFrame with ``msi_x, msi_y, rna_x, rna_y``.
+        of matching points (k >= 3), or a table (DataFrame or csv path) with
+        ``msi_x, msi_y, rna_x, rna_y`` in micrometres, or an SMA / MAGPIE landmark file as
+        published (``X_left, Y_left`` on the MSI grid, ``X_right, Y_right`` in Visium
+        hires-image pixels), converted with the MSI pixel size and the Visium scale factors
+        (see :func:`landmarks_um`).
     transform
         ``"similarity"`` (rotation, reflection, uniform scale, translation) or ``"affine"``.
     refine_fit
@@ -148,7 +152,9 @@ def register(
     notes = [] if section.rna_units_known else ["rna.uns['spatial_mg'] does not record micrometres (assumed)"]
     coupling = residual = None
     if method == "landmarks":
-        pose, info, doubts = landmark_pose(landmarks, transform=transform, scale=scale, pitch=section.pitch)
+        pose, info, doubts = landmark_pose(
+            landmarks, rna=rna, msi=msi, msi_pixel_size_um=msi_pixel_size_um, transform=transform, scale=scale, pitch=section.pitch
+        )
         notes += doubts
         residual = info["landmark_rms_um"]
     else:

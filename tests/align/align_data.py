@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import shutil
+import tempfile
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 
-from spatial_mg.align import Pose, fit_similarity
+from spatial_mg.align import Pose, fit_similarity, landmarks_um
 
 
 def hex_spots(n_rows: int, n_cols: int, pitch: float = 100.0) -> np.ndarray:
@@ -67,32 +70,57 @@ def median_error(reg, msi, affine) -> float:
 
 
 SMA = Path(__file__).resolve().parents[1] / "data" / "sma_V11L12-038_D1_geometry"
+SMA_LANDMARKS = SMA / "landmarks_noHE.csv"
+SMA_MSI_PIXEL_UM = 100.0  # the SMA raster step (the fixture's MSI_metadata.csv records grid positions only)
+
+
+def write_sma_outs(dest: Path, n_genes: int = 3, seed: int = 0) -> Path:
+    """The real section's Visium ``spatial/`` folder as a spaceranger ``outs/`` in ``dest``.
+
+    The fixture has no count matrix; a small one of random counts over its in-tissue
+    barcodes is written beside the real positions and scale factors, so that
+    :func:`spatial_mg.io.read_visium` reads the real geometry.
+    """
+    from spatial_mg.io._write_visium import _write_10x_h5
+
+    cols = ["barcode", "in_tissue", "array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres"]
+    spots = pd.read_csv(SMA / "visium" / "spatial" / "tissue_positions_list.csv", header=None, names=cols)
+    barcodes = spots.loc[spots["in_tissue"] == 1, "barcode"]
+    counts = np.random.default_rng(seed).poisson(5.0, size=(len(barcodes), n_genes)) + 1
+    genes = ad.AnnData(counts.astype(np.float32), obs=pd.DataFrame(index=barcodes.to_numpy(str)))
+    genes.var_names = [f"gene{i}" for i in range(n_genes)]
+    outs = dest / "outs"
+    shutil.copytree(SMA / "visium" / "spatial", outs / "spatial")
+    _write_10x_h5(genes, outs / "filtered_feature_bc_matrix.h5", "mm10", "V11L12-038_D1")
+    return outs
+
+
+@functools.lru_cache(maxsize=1)
+def _sma_rna() -> ad.AnnData:
+    with tempfile.TemporaryDirectory() as tmp:
+        from spatial_mg.io import read_visium
+
+        return read_visium(write_sma_outs(Path(tmp)))
+
+
+def sma_msi_grid() -> pd.DataFrame:
+    """The real section's MSI pixels: ``spot_id`` with their grid positions ``x, y``."""
+    return pd.read_csv(SMA / "msi" / "MSI_metadata.csv")
 
 
 def load_sma():
     """The real SMA section's geometry (see its PROVENANCE.md) in micrometres.
 
-    Returns the in-tissue spots (AnnData, um from the array grid: 100 um pitch), the MSI
+    Returns the in-tissue spots (AnnData as :func:`spatial_mg.io.read_visium` reads them,
+    micrometres from the array grid's 100 um pitch, and the Visium scale factors), the MSI
     pixel positions (AnnData, grid x 100 um, no intensities), the least-squares similarity
-    through the 10 landmarks, and the landmarks (MSI um, STR um).
+    through the 10 landmarks, and the landmarks (MSI um, STR um) as the library reads the
+    published file (:func:`spatial_mg.align.landmarks_um`).
     """
-    cols = ["barcode", "in_tissue", "array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres"]
-    spots = pd.read_csv(SMA / "visium" / "spatial" / "tissue_positions_list.csv", header=None, names=cols)
-    spots = spots[spots["in_tissue"] == 1].set_index("barcode")
-    um = np.column_stack([spots["array_col"] * 50.0, spots["array_row"] * 50.0 * np.sqrt(3)])
-    rna = ad.AnnData(
-        np.zeros((len(spots), 0), np.float32), obs=spots[["in_tissue", "array_row", "array_col"]].astype(np.int64)
-    )
-    rna.obsm["spatial"] = um
-    rna.uns["spatial_mg"] = {"units": "um", "spot_radius_um": 27.5}
-    grid = pd.read_csv(SMA / "msi" / "MSI_metadata.csv").set_index("spot_id")
+    rna = _sma_rna().copy()
+    grid = sma_msi_grid().set_index("spot_id")
     msi = ad.AnnData(np.zeros((len(grid), 0), np.float32), obs=grid[["x", "y"]].astype(np.int64))
-    msi.obsm["spatial"] = grid[["x", "y"]].to_numpy(float) * 100.0
-    msi.uns["spatial_mg"] = {"units": "um", "pixel_size_um": [100.0, 100.0]}
-    # landmarks: hires pixels -> full-resolution pixels -> the array grid's micrometres
-    px = spots[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(float)
-    px_to_um = fit_similarity(px, um)
-    marks = pd.read_csv(SMA / "landmarks_noHE.csv")
-    msi_marks = marks[["X_left", "Y_left"]].to_numpy(float) * 100.0
-    rna_marks = px_to_um.apply(marks[["X_right", "Y_right"]].to_numpy(float) / 0.04155585)
+    msi.obsm["spatial"] = grid[["x", "y"]].to_numpy(float) * SMA_MSI_PIXEL_UM
+    msi.uns["spatial_mg"] = {"units": "um", "pixel_size_um": [SMA_MSI_PIXEL_UM, SMA_MSI_PIXEL_UM]}
+    msi_marks, rna_marks = landmarks_um(SMA_LANDMARKS, rna, msi)
     return rna, msi, fit_similarity(msi_marks, rna_marks), (msi_marks, rna_marks)
