@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
 from .._constants import PAIR_DISTANCE_KEY, PAIR_N_PIXELS_KEY, PAIR_UNS_KEY, SPATIAL_KEY, UNS_KEY
+from ..io._section_files import MSI_ACQUISITION_KEYS
 from ._inputs import spot_radius
 from ._moscot import MODALITY, MSI, RNA, jax_device, quiet_moscot, stacked
 from ._overlap import disk_square_overlap
@@ -149,6 +150,8 @@ def pair(
         "aggregated_from": "msi",
         "strategy": strategy,
         "layer": layer or "X",
+        # how the MSI was acquired (MALDI matrix, ion mode) travels with its values
+        **{k: v for k, v in msi.uns.get(UNS_KEY, {}).items() if k in MSI_ACQUISITION_KEYS},
     }
     unpaired = rna.obs_names[~paired]
     with md.set_options(pull_on_update=False):  # obs: the pairing columns, not every modality's

@@ -16,6 +16,8 @@ from urllib.parse import urlparse
 
 import yaml
 
+from ..io._section_files import POLARITIES
+
 UNPACK_KINDS = ("zip", "tar", "none")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
@@ -220,19 +222,28 @@ def _sections(data: dict, where: str) -> tuple[dict, ...] | None:
         return None
     if not isinstance(sections, list) or not all(isinstance(s, dict) and isinstance(s.get("id"), str) for s in sections):
         raise ManifestError(f"{where}: 'sections' must be a list of mappings each with an 'id', or null.")
+    for entry in sections:
+        matrix, polarity = entry.get("matrix"), entry.get("polarity")
+        if matrix is not None and (not isinstance(matrix, str) or not matrix.strip()):
+            raise ManifestError(f"{where}: section '{entry['id']}' has 'matrix' {matrix!r}; give the MALDI matrix's name, or null.")
+        if polarity not in (None, *POLARITIES):
+            raise ManifestError(
+                f"{where}: section '{entry['id']}' has 'polarity' {polarity!r}; it must be one of {POLARITIES}, or null."
+            )
     return tuple(sections)
 
 
 def _manifest_dir() -> Path:
-    """Where the packaged manifests are; a checkout's data_manifests/ when the install predates them."""
+    """Where the manifests are: the checkout's data_manifests/ when this module runs from a
+    source checkout, else the installed package ``spatial_mg.data_manifests``."""
+    # A checkout's own manifests first: an editable install (or another worktree's) may map
+    # spatial_mg.data_manifests to a different checkout than the one this code comes from.
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "data_manifests").is_dir() and (checkout / "pyproject.toml").is_file():
+        return checkout / "data_manifests"
     try:
         return Path(str(importlib.resources.files("spatial_mg.data_manifests")))
     except ModuleNotFoundError:
-        # An editable install made before data_manifests/ was packaged maps only spatial_mg/;
-        # the folder still sits beside it in the checkout.
-        checkout = Path(__file__).resolve().parents[2] / "data_manifests"
-        if checkout.is_dir():
-            return checkout
         raise FileNotFoundError(
             "The dataset manifests are not installed (package spatial_mg.data_manifests); reinstall spatial-mg."
         ) from None
@@ -254,3 +265,26 @@ def get_manifest(name: str) -> DatasetManifest:
 def all_manifests() -> list[DatasetManifest]:
     """Every packaged manifest, parsed and validated."""
     return [get_manifest(name) for name in manifest_names()]
+
+
+def msi_acquisitions() -> dict[str, dict[str, str | None]]:
+    """Per section id, the MALDI ``matrix`` and ion mode (``polarity``) the manifests record
+    (``None`` where no manifest says).
+
+    A section of the SMA study keeps its id in every repackaging (MAGPIE's inputs list no
+    sections, the Mendeley manifest does), so every manifest that lists it is asked; two
+    that disagree are an error.
+    """
+    found: dict[str, dict[str, str | None]] = {}
+    for manifest in all_manifests():
+        for entry in manifest.sections or ():
+            known = found.setdefault(entry["id"], {"matrix": None, "polarity": None})
+            for key, value in known.items():
+                new = entry.get(key)
+                if new is not None and value not in (None, new):
+                    raise ManifestError(
+                        f"The manifests disagree on the {key} of section '{entry['id']}' ({value!r}, and {new!r} in "
+                        f"'{manifest.source}'); fix the one that is wrong."
+                    )
+                known[key] = value if new is None else new
+    return found

@@ -14,11 +14,17 @@ Two layouts are recognised anywhere below the folder:
 
 MAGPIE splits the MSI table in two with ``mz-<value>`` column names; it is joined into one
 SMA csv under ``<root>/.spatial_mg/`` (the inputs are never modified) for
-:func:`spatial_mg.io.read_sma_csv`.
+:func:`spatial_mg.io.read_sma_csv`. MAGPIE's hand-placed landmarks
+(``<section>/landmarks_noHE.csv``) are named as they are, for ``register(method="landmarks")``.
+
+Each section's MALDI matrix and ion mode come from the dataset manifests, by section id
+(:func:`spatial_mg.datasets._manifests.msi_acquisitions`); a section no manifest lists has
+them unknown (``None``), never guessed from a file name.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from os import PathLike
 from pathlib import Path
@@ -28,8 +34,10 @@ import pandas as pd
 from .._atomic import atomic_file
 from .._validation import existing_dir
 from ..io import SectionFiles
+from ._manifests import msi_acquisitions
 
 DERIVED_DIR = ".spatial_mg"
+MAGPIE_LANDMARKS = "landmarks_noHE.csv"
 _COUNTS = "filtered_feature_bc_matrix.h5"
 _SKIP = ("__MACOSX", DERIVED_DIR, "downloads")
 
@@ -56,7 +64,10 @@ def sma_sections(
     One :class:`~spatial_mg.io.SectionFiles` per section, sorted by name:
     ``visium`` is a spaceranger ``outs/``-like folder for :func:`spatial_mg.io.read_visium`,
     ``msi`` an SMA csv for :func:`spatial_mg.io.read_sma_csv` (pixel size about 100 um; the
-    csv records none), an ``.imzML`` file, or ``None`` for an RNA-only section.
+    csv records none), an ``.imzML`` file, or ``None`` for an RNA-only section;
+    ``msi_matrix`` and ``msi_polarity`` the MALDI matrix and ion mode where a manifest
+    records them (else ``None``); ``landmarks`` MAGPIE's landmark file, where there is one.
+    Train on sections of one matrix: the others measured other molecules.
     """
     root = existing_dir(root, "SMA dataset folder")
     derived = Path(derived_dir) if derived_dir is not None else root / DERIVED_DIR
@@ -70,6 +81,11 @@ def sma_sections(
             problems[name] = files_or_problem
         else:
             found[name] = files_or_problem
+
+    acquisitions = msi_acquisitions()
+    for name, files in found.items():
+        known = acquisitions.get(name, {})
+        found[name] = dataclasses.replace(files, msi_matrix=known.get("matrix"), msi_polarity=known.get("polarity"))
 
     if section is not None:
         if section in found:
@@ -144,16 +160,18 @@ def _magpie(root: Path, derived: Path, wanted: str | None):
         if missing:
             yield name, f"'{msi_dir}' has no {' or '.join(missing)}"
             continue
+        marks = section_dir / MAGPIE_LANDMARKS
+        landmarks = marks if marks.is_file() else None
         if wanted is not None and name != wanted:
             # Joining tables costs time; only the requested section needs its csv.
-            yield name, SectionFiles(name, visium, derived / f"{name}_msi.csv")
+            yield name, SectionFiles(name, visium, derived / f"{name}_msi.csv", landmarks=landmarks)
             continue
         try:
             csv = _join_magpie_msi(msi_dir, derived / f"{name}_msi.csv")
         except ValueError as err:
             yield name, str(err)
             continue
-        yield name, SectionFiles(name, visium, csv)
+        yield name, SectionFiles(name, visium, csv, landmarks=landmarks)
 
 
 def _join_magpie_msi(msi_dir: Path, out: Path) -> Path:

@@ -11,7 +11,7 @@ import mudata as md
 import numpy as np
 import pandas as pd
 
-from .._constants import SECTION_KEY
+from .._constants import SECTION_KEY, UNS_KEY
 from ..io import SectionFiles
 
 MSI_SUFFIXES = {".imzml": "imzML", ".csv": "SMA csv", ".tsv": "SMA csv", ".txt": "SMA csv"}
@@ -98,6 +98,7 @@ def read_section(
                 f"'{files.msi}' is neither an .imzML file nor an SMA .csv export; give one of those as the MSI file."
             )
         msi_data.obs[SECTION_KEY] = pd.Categorical([files.name] * msi_data.n_obs)
+        msi_data.uns[UNS_KEY] = {**msi_data.uns[UNS_KEY], **files.msi_acquisition()}  # matrix, polarity where known
     return Section(files.name, rna, msi_data)
 
 

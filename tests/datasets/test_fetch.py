@@ -390,3 +390,41 @@ def test_cli_reports_a_failed_download_in_one_line(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert "fetching 'sma_raw_str' failed: no route to host" in err and "Check the connection" in err
     assert "Traceback" not in err
+
+
+# --- each section's MALDI matrix and ion mode, and MAGPIE's landmarks -----------------------
+def test_sections_carry_the_matrix_and_polarity_their_manifest_records(tmp_path):
+    from spatial_mg.datasets import get_manifest
+
+    recorded = {s["id"]: s for s in get_manifest("sma_mendeley").sections}
+    assert (recorded[SECTION]["matrix"], recorded[SECTION]["polarity"]) == ("9-AA", "negative")
+    assert {recorded[s]["matrix"] for s in ("V11L12-038_A1", "V11L12-038_B1")} == {"DHB"}
+    mendeley = _mendeley_tree(tmp_path / "mendeley")
+    magpie = _magpie_tree(tmp_path / "magpie")
+    shutil.copy(DATA / "sma_V11L12-038_D1_geometry" / "landmarks_noHE.csv", magpie / SECTION / "landmarks_noHE.csv")
+    for root in (mendeley, magpie):  # the same section id in either layout
+        (files,) = sma_sections(root)
+        assert (files.msi_matrix, files.msi_polarity) == ("9-AA", "negative")
+        assert files.msi_acquisition() == {"matrix": "9-AA", "polarity": "negative"}
+    assert sma_sections(mendeley)[0].landmarks is None
+    assert sma_sections(magpie, section=SECTION)[0].landmarks == magpie / SECTION / "landmarks_noHE.csv"
+
+
+def test_a_section_no_manifest_lists_has_its_matrix_unknown(tmp_path):
+    root = _mendeley_tree(tmp_path / "data")
+    renamed = root / "V11L12-038" / "V99X99-999_A1"
+    (root / "V11L12-038" / SECTION).rename(renamed)
+    output = renamed / "output_data"
+    for part in ("RNA", "MSI"):
+        (output / f"{SECTION}_{part}").rename(output / f"V99X99-999_A1_{part}")
+    (files,) = sma_sections(root)
+    assert files.name == "V99X99-999_A1"
+    # its MSI export is still named '...9aa...': a file name is not a source, so nothing is guessed
+    assert files.msi_matrix is None and files.msi_polarity is None and files.msi_acquisition() == {}
+
+
+def test_section_files_refuse_an_unknown_polarity():
+    from spatial_mg.io import SectionFiles
+
+    with pytest.raises(ValueError, match="msi_polarity must be one of"):
+        SectionFiles("S1", VISIUM, msi_matrix="DHB", msi_polarity="+")

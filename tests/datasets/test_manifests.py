@@ -43,6 +43,13 @@ def test_mendeley_manifest_records_the_layout_the_loader_reads():
     assert manifest.layout["visium"].endswith("output_data/{section}_RNA/outs")
 
 
+def test_every_listed_section_names_its_matrix_and_a_known_polarity():
+    for manifest in (get_manifest(name) for name in manifest_names()):
+        for section in manifest.sections or ():
+            assert section.get("matrix"), section["id"]
+            assert section.get("polarity") in (None, "positive", "negative"), section["id"]
+
+
 def test_list_datasets_has_one_row_per_manifest():
     table = list_datasets()
     assert list(table.columns) == ["name", "title", "licence", "size"]
@@ -108,6 +115,8 @@ def test_a_valid_minimal_manifest_parses(tmp_path):
         (lambda s: s.replace("https://example.org/a.zip", "a.zip"), "is not an http(s), ftp or file URL"),
         (lambda s: s.replace("name: mini", "name: other"), "'name' is 'other' but the file is called 'mini.yaml'"),
         (lambda s: s.replace("layout:\n  kind: sma_processed\n", ""), "'layout' must be a mapping"),
+        (lambda s: s + "sections:\n  - id: S1\n    matrix: DHB\n    polarity: pos\n", "'polarity' 'pos'; it must be one of"),
+        (lambda s: s + "sections:\n  - id: S1\n    matrix: 7\n", "section 'S1' has 'matrix' 7"),
     ],
 )
 def test_a_broken_manifest_names_the_file_and_the_key(tmp_path, edit, expected):
