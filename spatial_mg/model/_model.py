@@ -493,7 +493,9 @@ class PoEVAE:
         -------
         AnnData, query cells x target features: ``X`` the mean in the units trained on
         (counts for ``"nb"``, input units for ``"gaussian"``, probabilities for
-        ``"bernoulli"``), ``layers["std"]`` the standard deviation.
+        ``"bernoulli"``), ``layers["std"]`` the standard deviation; ``var`` the training
+        features' names and, where the training data had them, their ``mz``, ``mz_min``,
+        ``mz_max`` (numeric) and ``gene_ids``.
         """
         if target not in self.registry.modalities:
             raise KeyError(f"unknown target {target!r}; the model has {self.registry.names}")
@@ -521,7 +523,7 @@ class PoEVAE:
         out = ad.AnnData(
             X=torch.cat(means).cpu().numpy(),
             obs=obs,
-            var=pd.DataFrame(index=pd.Index(self.registry.modalities[target].features)),
+            var=self.registry.modalities[target].var(),  # names, and the m/z (gene ids) the training data had
         )
         if return_std:
             out.layers[STD_LAYER] = torch.cat(stds).cpu().numpy()

@@ -18,15 +18,32 @@ import pandas as pd
 
 from .._constants import LIKELIHOODS, SETUP_UNS_KEY
 
+# var columns that say what a feature *is*, kept per feature with the model so that its
+# predictions carry them: the m/z of an MSI feature and its bin (readers write all three;
+# figures label by m/z, and peak lists of other runs match by it), and a gene's stable id
+# (symbols repeat and change between references). Statistics of the training data
+# (means, highly-variable flags) are left out: they describe the data, not the feature.
+FEATURE_ANNOTATIONS = ("mz", "mz_min", "mz_max", "gene_ids")
+
 
 @dataclass
 class ModalityEntry:
-    """One modality: observation model, where its values are, its features in order."""
+    """One modality: observation model, where its values are, its features in order, and
+    the :data:`FEATURE_ANNOTATIONS` its ``var`` had (one value per feature; registries
+    written before they were recorded have none)."""
 
     likelihood: str
     layer: str | None
     features: list[str]
     mask_key: str | None = None
+    annotations: dict[str, list] = field(default_factory=dict)
+
+    def var(self) -> pd.DataFrame:
+        """The features as a ``var`` table: names as the index, the kept annotations as columns."""
+        var = pd.DataFrame(index=pd.Index(self.features))
+        for column, values in self.annotations.items():
+            var[column] = np.array([np.nan if v is None else v for v in values], np.float64) if _numeric(values) else values
+        return var
 
 
 @dataclass
@@ -149,7 +166,7 @@ def build_registry(
             column = obs_column(mdata, mask_key, fill=False)
             if column.dtype != bool:
                 raise TypeError(f"mask key '{mask_key}' of modality '{name}' must be a boolean obs column, not {column.dtype}")
-        entries[name] = ModalityEntry(likelihood, layer, features, mask_key)
+        entries[name] = ModalityEntry(likelihood, layer, features, mask_key, feature_annotations(mods[name].var))
     keys = ([batch_key] if batch_key is not None else []) + [
         k for k in (categorical_covariate_keys or []) if k != batch_key
     ]
@@ -157,6 +174,24 @@ def build_registry(
     mmd_key = mmd_key if mmd_key is not None else batch_key
     mmd_categories = covariates[mmd_key] if mmd_key in covariates else (categories_of(mdata, mmd_key) if mmd_key else [])
     return Registry(entries, covariates, batch_key, mmd_key, mmd_categories)
+
+
+def feature_annotations(var: pd.DataFrame) -> dict[str, list]:
+    """The :data:`FEATURE_ANNOTATIONS` columns of ``var`` as JSON-ready lists (NaN as None)."""
+    kept = {}
+    for column in FEATURE_ANNOTATIONS:
+        if column not in var.columns:
+            continue
+        values = var[column]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            kept[column] = [None if not np.isfinite(v) else float(v) for v in values.to_numpy(np.float64)]
+        else:
+            kept[column] = [None if pd.isna(v) else str(v) for v in values]
+    return kept
+
+
+def _numeric(values: list) -> bool:
+    return all(v is None or isinstance(v, (int, float)) for v in values)
 
 
 # --- the registry saved beside the weights ------------------------------------------------

@@ -17,10 +17,10 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .._constants import DOMAIN_KEY, LATENT_KEY, SECTION_KEY
+from .._constants import LATENT_KEY, SECTION_KEY
 from ..io import SectionFiles
 from ._align import align_section
-from ._evaluate import score_methods
+from ._evaluate import _dense, score_methods, write_prediction_figures
 from ._outputs import OutputFolder
 from ._predict import predict_section
 from ._report import write_report
@@ -128,7 +128,7 @@ def run_demo(
         progress.stage(f"writing figures, tables and the report to {folder.path}")
         table.index.name = "metabolite"
         folder.write_csv("metabolites.csv", table)
-        _figures(folder, model, mdata, test, predictions[test.name]["poe_vae"], measured[test.name], table)
+        _figures(folder, model, sections, test, predictions[test.name]["poe_vae"], measured[test.name], table)
         metrics = {
             "config": asdict(config),
             "sections": {"train": [s.name for s in train], "test": test.name},
@@ -197,30 +197,68 @@ def _predict_all(model, train_mdata, section: Section) -> dict[str, ad.AnnData]:
     }
 
 
-def _figures(folder: OutputFolder, model, mdata, test: Section, pred, measured, table: pd.DataFrame) -> None:
+def _figures(folder: OutputFolder, model, sections: list[Section], test: Section, pred, measured, table: pd.DataFrame) -> None:
     from .. import pl
 
-    order = table["poe_vae_pearson"].sort_values(ascending=False).dropna()
-    picks = {"best": order.index[0], "median": order.index[len(order) // 2], "worst": order.index[-1]}
-    for label, feature in picks.items():
-        fig = pl.metabolite_maps(pred, measured, [feature])
-        fig.suptitle(f"{label}: {feature} (Pearson {order[feature]:.2f})", y=1.02)
-        folder.save_figure(f"maps_{label}.png", fig)
-
-    latent = ad.AnnData(obs=pd.concat([mdata.obs[[SECTION_KEY]], _domains(mdata)], axis=1))
-    latent.obsm[LATENT_KEY] = model.get_latent_representation(mdata)
-    test_latent = ad.AnnData(obs=pd.DataFrame({SECTION_KEY: test.name}, index=test.pairs["rna"].obs_names))
-    test_latent.obs[DOMAIN_KEY] = test.pairs["rna"].obs.get(DOMAIN_KEY, "unknown")
-    test_latent.obsm[LATENT_KEY] = model.get_latent_representation(test.pairs["rna"])
-    both = ad.concat([latent, test_latent], index_unique="-")
-    folder.save_figure("latent_umap.png", pl.latent_umap(both, [SECTION_KEY, DOMAIN_KEY]))
-
-    ax = pl.correlation_vs_morans_i(table["poe_vae_pearson"], table["morans_i_measured"], label="PoE-VAE prediction")
-    ax.set_title(f"{test.name}: " + ax.get_title(), fontsize=9)
-    folder.save_figure("correlation_vs_morans_i.png", ax.figure)
+    write_prediction_figures(
+        folder, pred, measured, table["poe_vae_pearson"], table["morans_i_measured"], section=test.name
+    )
+    latent = latent_frame(model, sections, test, seed=0)
+    fig = pl.latent_umap(latent, [SECTION_KEY, SPLIT_KEY, MSI_CLUSTER_KEY])
+    fig.suptitle(
+        "RNA-only latent (each spot encoded from its RNA alone, as for prediction) of every section's paired spots; "
+        f"{MSI_CLUSTER_KEY}: k-means of the measured MSI",
+        y=1.04,
+        fontsize=10,
+    )
+    folder.save_figure("latent_umap.png", fig)
 
 
-def _domains(mdata) -> pd.DataFrame:
-    obs = mdata["rna"].obs
-    values = obs[DOMAIN_KEY] if DOMAIN_KEY in obs else pd.Series("unknown", index=obs.index)
-    return pd.DataFrame({DOMAIN_KEY: values.reindex(mdata.obs_names).astype(str)})
+SPLIT_KEY = "split"  # obs of latent_frame: "training" or "held-out"
+MSI_CLUSTER_KEY = "msi_cluster"  # obs of latent_frame: k-means cluster of the measured MSI
+N_MSI_CLUSTERS = 6
+
+
+def latent_frame(model, sections: list[Section], test: Section, *, n_clusters: int = N_MSI_CLUSTERS, seed: int = 0) -> ad.AnnData:
+    """The data of the demo's latent figure: comparable latents of all sections, with labels the files carry.
+
+    Every paired spot of every section is encoded from its RNA alone (the RNA expert with
+    the prior, ``get_latent_representation(..., modality="rna")``): the latent a prediction
+    starts from, and the same kind for training and held-out spots. (The joint RNA+MSI
+    latent of the training spots would sit apart from the RNA-only latent of the held-out
+    ones and read as a batch effect.)
+
+    Returns
+    -------
+    AnnData, spots x 0, with ``obsm["X_poe"]`` the latent and ``obs``: ``section``,
+    ``split`` (``"training"`` or ``"held-out"``) and ``msi_cluster``, a k-means clustering
+    of the measured MSI of the pairs (each metabolite standardised within its section, so
+    that a section's overall MSI level does not make its own cluster): whether the RNA
+    latent separates what the MSI separates.
+    """
+    from sklearn.cluster import KMeans
+
+    parts = []
+    for section in sections:
+        rna = section.pairs["rna"]
+        part = ad.AnnData(
+            obs=pd.DataFrame(
+                {SECTION_KEY: section.name, SPLIT_KEY: "held-out" if section is test else "training"},
+                index=[f"{section.name}:{barcode}" for barcode in rna.obs_names],
+            )
+        )
+        part.obsm[LATENT_KEY] = model.get_latent_representation(rna, modality="rna")
+        parts.append(part)
+    latent = ad.concat(parts)
+    shared = sorted(set.intersection(*(set(s.pairs["msi"].var_names) for s in sections)))
+    msi = np.vstack([_standardised(_dense(s.pairs["msi"][:, shared].X)) for s in sections])
+    clusters = KMeans(n_clusters=min(n_clusters, len(msi)), n_init=10, random_state=seed).fit_predict(msi)
+    latent.obs[MSI_CLUSTER_KEY] = pd.Categorical([f"M{c + 1}" for c in clusters])
+    for key in (SECTION_KEY, SPLIT_KEY):
+        latent.obs[key] = pd.Categorical(latent.obs[key])
+    return latent
+
+
+def _standardised(values: np.ndarray) -> np.ndarray:
+    spread = values.std(axis=0)
+    return (values - values.mean(axis=0)) / np.where(spread > 0, spread, 1.0)

@@ -95,3 +95,72 @@ def measured_map_columns(truth: ad.AnnData, features: pd.Index) -> pd.DataFrame:
     if "mz" in truth.var:
         out["mz"] = truth.var["mz"].reindex(features)
     return out
+
+
+MAP_RANKS = ("best", "median", "worst")
+
+
+def write_prediction_figures(
+    folder,
+    pred: ad.AnnData,
+    measured: ad.AnnData,
+    correlation: pd.Series,
+    morans_i: pd.Series | None = None,
+    *,
+    section: str | None = None,
+    label: str = "PoE-VAE prediction",
+    score_name: str = "Pearson",
+) -> list[str]:
+    """Draw how a prediction compares with the measurements, into an output folder.
+
+    ``maps_best.png``, ``maps_median.png`` and ``maps_worst.png``: measured | predicted |
+    std maps (:func:`spatial_mg.pl.metabolite_maps`) of the metabolites with the highest,
+    median and lowest ``correlation``, titled by m/z; ``correlation_vs_morans_i.png``: each
+    metabolite's correlation against the Moran's I of its measured map
+    (:func:`spatial_mg.pl.correlation_vs_morans_i`).
+
+    Parameters
+    ----------
+    folder
+        The :class:`~spatial_mg.pipeline._outputs.OutputFolder` to write into.
+    pred, measured
+        Predicted and measured maps (spots x metabolites); spots are matched by name. The
+        maps need the prediction's ``obsm["spatial"]``; the measured spots are drawn where
+        the prediction puts them when they carry no coordinates of their own.
+    correlation
+        Per metabolite, the score that ranks the maps (e.g. Pearson).
+    morans_i
+        Per metabolite, the Moran's I of the measured map; ``None``: no scatter.
+    section
+        The section's name, put before the titles.
+    label
+        What the prediction is, for the scatter's axis.
+    score_name
+        What ``correlation`` is, for the maps' titles.
+
+    Returns
+    -------
+    The names of the files written: a figure whose inputs are missing (no coordinates, no
+    scored metabolite, no Moran's I) is left out rather than drawn empty.
+    """
+    from .. import pl
+    from ..pl._maps import feature_label
+
+    prefix = f"{section}: " if section else ""
+    written = []
+    ranked = correlation.dropna().sort_values(ascending=False)
+    common = pred.obs_names.intersection(measured.obs_names)
+    if SPATIAL_KEY in pred.obsm and len(ranked) and len(common):
+        shown, truth = pred[common], measured[common].copy()
+        if SPATIAL_KEY not in truth.obsm:
+            truth.obsm[SPATIAL_KEY] = np.asarray(shown.obsm[SPATIAL_KEY])
+        picks = (ranked.index[0], ranked.index[len(ranked) // 2], ranked.index[-1])
+        for rank, feature in zip(MAP_RANKS, picks, strict=True):
+            fig = pl.metabolite_maps(shown, truth, [feature])
+            fig.suptitle(f"{prefix}{rank}: {feature_label(shown, feature)} ({score_name} {ranked[feature]:.2f})", y=1.02)
+            written.append(folder.save_figure(f"maps_{rank}.png", fig).name)
+    if morans_i is not None and len(ranked.index.intersection(morans_i.dropna().index)):
+        ax = pl.correlation_vs_morans_i(ranked, morans_i, label=label)
+        ax.set_title(prefix + ax.get_title(), fontsize=9)
+        written.append(folder.save_figure("correlation_vs_morans_i.png", ax.figure).name)
+    return written

@@ -185,8 +185,13 @@ def run_evaluate(
     """Pearson and Spearman per metabolite (and flattened) of a prediction against measurements.
 
     ``pred`` is a ``predicted.h5ad``; ``truth`` the section's ``pairs.h5mu`` (its MSI) or an
-    .h5ad of measured maps on the same scale. Writes ``metabolites.csv`` and ``metrics.json``.
+    .h5ad of measured maps on the same scale. Writes ``metabolites.csv`` and ``metrics.json``,
+    and the figures of :func:`write_prediction_figures`: the measured | predicted | std maps
+    of the best, median and worst predicted metabolite (``maps_best.png``, ...) and the
+    correlation against the Moran's I of each measured map (``correlation_vs_morans_i.png``).
     """
+    from ._evaluate import write_prediction_figures
+
     with OutputFolder(out, overwrite=overwrite, inputs=[pred, truth]) as folder:
         predicted = _read_file(ad.read_h5ad, pred, "prediction file", "the predicted.h5ad written by 'spatial-mg predict'")
         if Path(truth).suffix == ".h5mu":
@@ -201,9 +206,15 @@ def run_evaluate(
         figures, table = evaluate_prediction(predicted, measured)
         table.index.name = "metabolite"
         folder.write_csv("metabolites.csv", table)
+        sections = predicted.obs[SECTION_KEY].unique() if SECTION_KEY in predicted.obs else []
+        drawn = write_prediction_figures(
+            folder, predicted, measured, table["pearson"], table.get("morans_i_measured"),
+            section=str(sections[0]) if len(sections) == 1 else None,
+        )
         folder.write_json("metrics.json", figures)
     echo(f"median Pearson {figures['median_pearson']:.3f}, median Spearman {figures['median_spearman']:.3f} "
-         f"over {figures['n_metabolites']} metabolites and {figures['n_spots']} spots; results in {folder.path}")
+         f"over {figures['n_metabolites']} metabolites and {figures['n_spots']} spots; results in {folder.path}"
+         + (f" (figures: {', '.join(drawn)})" if drawn else " (no figures: the prediction has no spot coordinates)"))
     return figures
 
 

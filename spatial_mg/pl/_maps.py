@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 
 from .._constants import SPATIAL_KEY, STD_LAYER, UNS_KEY, VISIUM_SPOT_DIAMETER_UM
 
@@ -23,6 +24,9 @@ def metabolite_maps(
     save: str | None = None,
 ):
     """Draw each feature as a row: true map, predicted map (same colour scale), predictive std.
+
+    Rows are labelled by m/z where ``pred.var["mz"]`` records it (:meth:`PoEVAE.predict`
+    carries it from training), else by the feature's name.
 
     Parameters
     ----------
@@ -72,11 +76,21 @@ def metabolite_maps(
             scale = (None, None) if name == "std" else (vmin, vmax)
             art = _spots(ax, xy, values[name], diameter, std_cmap if name == "std" else cmap, scale)
             fig.colorbar(art, ax=ax, fraction=0.046, pad=0.02)
-            ax.set_title(f"{feature}\n{name}" if col == 0 else name, fontsize=9)
+            ax.set_title(f"{feature_label(pred, feature)}\n{name}" if col == 0 else name, fontsize=9)
     fig.tight_layout()
     if save:
         fig.savefig(save, dpi=120)
     return fig
+
+
+def feature_label(adata: ad.AnnData, feature: str) -> str:
+    """A feature as a person reads it: ``m/z 146.0459`` where ``var["mz"]`` records its m/z
+    (predictions carry it from training), else its name."""
+    if "mz" in adata.var:
+        mz = pd.to_numeric(adata.var["mz"], errors="coerce").get(feature)
+        if mz is not None and np.isfinite(mz):
+            return f"m/z {mz:.4f}"
+    return str(feature)
 
 
 def _spots(ax, xy: np.ndarray, values: np.ndarray, diameter: float, cmap: str, scale):
