@@ -61,7 +61,8 @@ SMOKE = os.environ.get("SPATIAL_MG_SMOKE", "0") not in ("", "0")
 DATA_DIR = os.environ.get("SPATIAL_MG_TUTORIAL_DATA") or None  # an unpacked SMA dataset; None: synthetic
 OUT = Path(os.environ.get("SPATIAL_MG_TUTORIAL_OUT", "tutorial_outputs")) / "02_predict_metabolites_rna_only"
 SMA_PIXEL_SIZE_UM = 100.0  # MALDI raster step of an SMA csv export (a csv records none)
-N_REAL_SECTIONS = 3  # real data: the first sections with MSI; the last of them plays the RNA-only one
+MSI_MATRIX = None  # real data: use sections of this MALDI matrix (e.g. "DHB"); None: the matrix most sections have
+N_REAL_SECTIONS = 3  # real data: the first sections of that matrix; the last of them plays the RNA-only one
 MAX_EPOCHS = 5 if SMOKE else None  # None: the model's default schedule, with early stopping
 OUT.mkdir(parents=True, exist_ok=True)
 print(f"smoke mode: {SMOKE}; data: {DATA_DIR or 'synthetic'}; results in {OUT}")
@@ -74,8 +75,17 @@ print(f"smoke mode: {SMOKE}; data: {DATA_DIR or 'synthetic'}; results in {OUT}")
 # own sequencing depth and batch effect. The metabolites depend nonlinearly on the cell
 # states under each spot, plus a smooth field that RNA cannot explain, so no model can
 # reach a perfect correlation. With `SPATIAL_MG_TUTORIAL_DATA` set, the sections of the
-# downloaded SMA dataset are used instead (the first `N_REAL_SECTIONS` that have MSI); the
-# last one plays the RNA-only section.
+# downloaded SMA dataset are used instead: up to `N_REAL_SECTIONS` sections with MSI of one
+# MALDI matrix (`MSI_MATRIX`; by default the matrix most sections have, DHB for sections
+# A1 and B1 of the Mendeley deposit); the last one plays the RNA-only section.
+#
+# One matrix, because the matrix decides what the MSI measures: DHB (positive ion mode)
+# and 9-AA (negative mode) ionise different molecules and come with different peak lists.
+# A model trained on DHB sections shares no m/z with a 9-AA section, so there would be
+# nothing to score its prediction against. `sma_sections` reports each section's matrix
+# and polarity where the dataset's manifest records them, and
+# `smg.pipeline.stack_sections` refuses to train on a mix unless asked
+# (`mix_matrices=True`).
 
 # %%
 if DATA_DIR is None:
@@ -94,7 +104,17 @@ else:
     from spatial_mg.datasets import sma_sections  # the real-data loader, needed on this branch only
 
     with_msi = [f for f in sma_sections(DATA_DIR) if f.msi is not None]  # sorted by name
-    files = {f.name: f for f in with_msi[:N_REAL_SECTIONS]}
+    by_matrix = {}
+    for f in with_msi:
+        by_matrix.setdefault(f.msi_matrix or "unknown", []).append(f)
+    known = sorted(m for m in by_matrix if m != "unknown")
+    matrix = MSI_MATRIX or (max(known, key=lambda m: len(by_matrix[m])) if known else "unknown")
+    print("sections with MSI, by MALDI matrix:", {m: [f.name for f in fs] for m, fs in by_matrix.items()})
+    if len(by_matrix.get(matrix, [])) < 2:
+        raise ValueError(f"Tutorial 2 needs two sections with MSI of one matrix; matrix {matrix!r} has "
+                         f"{len(by_matrix.get(matrix, []))}. Set MSI_MATRIX to one of {known}.")
+    files = {f.name: f for f in by_matrix[matrix][:N_REAL_SECTIONS]}
+    print(f"using the {matrix} sections" + (" (their matrix is not recorded: check they match)" if matrix == "unknown" else ""))
     peak_file = Path(DATA_DIR) / "peaks.csv"
     peaks = pd.read_csv(peak_file)["mz"].to_numpy() if peak_file.is_file() else None
 names = list(files)
