@@ -194,7 +194,7 @@ def _find_table(sdata, table_key, fits, ours: str, what: str, needed: str) -> tu
         if table_key not in tables:
             raise KeyError(f"The SpatialData has no table {table_key!r}; its tables: {sorted(tables)}.")
         if not fits(tables[table_key]):
-            raise ValueError(f"Table {table_key!r} of the SpatialData does not hold {what}: that needs {needed}.")
+            raise ValueError(f"Table {table_key!r} of the SpatialData does not hold {what}: spatial_mg reads {needed}.")
         return table_key, tables[table_key]
     if ours in tables and fits(tables[ours]):
         return ours, tables[ours]
@@ -203,7 +203,7 @@ def _find_table(sdata, table_key, fits, ours: str, what: str, needed: str) -> tu
         return found[0], tables[found[0]]
     if not found:
         raise ValueError(
-            f"The SpatialData holds no {what}: its tables are {sorted(tables) or 'none'}, and {what} needs {needed}."
+            f"The SpatialData holds no table of {what} (its tables: {sorted(tables) or 'none'}); spatial_mg reads {needed}."
         )
     raise ValueError(f"Several tables of the SpatialData could hold {what} ({sorted(found)}); choose one with table_key=.")
 
