@@ -1,0 +1,35 @@
+"""`spatial-mg align` and `predict` write SpatialData stores that spatialdata.read_zarr opens at the named path."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import spatialdata as sd
+from spatialdata.transformations import get_transformation
+
+from spatial_mg.align import RegistrationResult
+from spatial_mg.cli import main
+
+
+def test_align_and_predict_stores_open_at_their_names(written, tmp_path):
+    root, _, _ = written
+    s1 = ["--visium", str(root / "S1" / "outs"), "--msi", str(root / "S1" / "msi" / "S1.imzML")]
+    assert main(["align", *s1, "--mz-bins", str(root / "peaks.csv"), "--out", str(tmp_path / "S1")]) == 0
+    store = tmp_path / "S1" / "spatialdata.zarr"
+    aligned = sd.read_zarr(store)  # the store itself, not a folder holding one
+    assert not any(p.suffix == ".zarr" for p in store.iterdir())
+    assert set(aligned.tables) == {"rna_table", "msi_table"} and {"rna_spots", "msi_pixels"} <= set(aligned.shapes)
+    assert "he_image" in aligned.images and aligned.images["he_image"].dtype == np.uint8
+    reg = RegistrationResult.from_json((tmp_path / "S1" / "registration.json").read_text())
+    to_global = get_transformation(aligned.shapes["msi_pixels"], to_coordinate_system="global")
+    np.testing.assert_allclose(to_global.to_affine_matrix(("x", "y"), ("x", "y")), reg.affine)
+
+    pairs = str(tmp_path / "S1" / "pairs.h5mu")
+    assert main(["train", "--pairs", pairs, "--epochs", "2", "--out", str(tmp_path / "model")]) == 0
+    args = ["predict", "--model", str(tmp_path / "model"), "--visium", str(root / "S2" / "outs"), "--out", str(tmp_path / "p")]
+    assert main(args) == 0
+    predicted = sd.read_zarr(tmp_path / "p" / "predicted.zarr")
+    table = ad.read_h5ad(tmp_path / "p" / "predicted.h5ad")
+    assert predicted.tables["table"].obs_names.equals(table.obs_names)
+    np.testing.assert_allclose(np.asarray(predicted.tables["table"].X), np.asarray(table.X))
+    np.testing.assert_allclose(predicted.tables["table"].layers["std"], table.layers["std"])
