@@ -1,10 +1,11 @@
-"""Read one section: its Visium outs and, where measured, its MSI, into AnnData in micrometres."""
+"""Read one section: its Visium outs (or SpatialData) and, where measured, its MSI, into AnnData in micrometres."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anndata as ad
 import mudata as md
@@ -13,6 +14,9 @@ import pandas as pd
 
 from .._constants import SECTION_KEY, UNS_KEY
 from ..io import SectionFiles
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spatialdata import SpatialData
 
 MSI_SUFFIXES = {".imzml": "imzML", ".csv": "SMA csv", ".tsv": "SMA csv", ".txt": "SMA csv"}
 
@@ -43,8 +47,8 @@ class Section:
 
 
 def read_section(
-    visium,
-    msi=None,
+    visium: SectionFiles | str | PathLike | SpatialData,
+    msi: str | PathLike | SpatialData | None = None,
     *,
     name: str | None = None,
     mz_bins=None,
@@ -101,7 +105,7 @@ def read_section(
     return Section(name, rna, msi_data)
 
 
-def _spatialdata(source):
+def _spatialdata(source) -> SpatialData | None:
     """``source`` as SpatialData if it is one, or a zarr store of one; else ``None`` (a file or folder to read)."""
     from ..io._spatialdata import is_spatialdata
 

@@ -17,7 +17,6 @@ from spatialdata.transformations import Affine, get_transformation, set_transfor
 from spatial_mg.io import msi_from_spatialdata, read_visium, section_from_spatialdata
 from spatial_mg.io._he_image import HEImage, as_uint8, he_image_of
 
-
 VISIUM = Path(__file__).parents[1] / "data" / "visium_squidpy_test"
 
 

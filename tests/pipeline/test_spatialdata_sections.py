@@ -8,7 +8,14 @@ import spatialdata as sd
 import spatialdata_io
 
 from spatial_mg.align import pair, register
-from spatial_mg.pipeline import predict_section, predictions_spatialdata, read_peak_list, read_section, stack_sections, train_model
+from spatial_mg.pipeline import (
+    predict_section,
+    predictions_spatialdata,
+    read_peak_list,
+    read_section,
+    stack_sections,
+    train_model,
+)
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ def store(section, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def predictions(section, tmp_path_factory):
-    rna, msi, reg = section
+    rna, msi, _ = section
     rng = np.random.default_rng(0)
     pred = ad.AnnData(rng.random((rna.n_obs, msi.n_vars)).astype(np.float32), obs=rna.obs[[]].copy(), var=msi.var[[]].copy())
     pred.layers["std"] = np.full(pred.shape, 0.1, np.float32)
@@ -81,7 +81,7 @@ def test_metabolite_maps_of_the_rna_table_and_a_prediction_store(section, store,
     spots = next(c for c in fig.axes[0].collections if isinstance(c, EllipseCollection))
     np.testing.assert_allclose(spots.get_offsets(), rna.obsm["spatial"], atol=1e-9)
     plt.close(fig)
-    pred, stored = predictions
+    _, stored = predictions
     fig = pl.metabolite_maps(stored)  # the default table of a predictions store
     panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
     assert len(panels) == 2 * msi.n_vars  # predicted | std per metabolite
@@ -128,7 +128,7 @@ def _not_blank(path) -> None:
 def test_spatialdata_plot_renders_the_stores(section, store, predictions, tmp_path):
     import spatialdata_plot  # noqa: F401  (registers the .pl accessor)
 
-    rna, msi, _ = section
+    _, msi, _ = section
     mz = msi.var_names[0]
     (
         store.pl.render_images("he_image")
