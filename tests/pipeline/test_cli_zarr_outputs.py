@@ -5,6 +5,7 @@ from __future__ import annotations
 import anndata as ad
 import numpy as np
 import spatialdata as sd
+import spatialdata_io
 from spatialdata.transformations import get_transformation
 
 from spatial_mg.align import RegistrationResult
@@ -26,10 +27,13 @@ def test_align_and_predict_stores_open_at_their_names(written, tmp_path):
 
     pairs = str(tmp_path / "S1" / "pairs.h5mu")
     assert main(["train", "--pairs", pairs, "--epochs", "2", "--out", str(tmp_path / "model")]) == 0
-    args = ["predict", "--model", str(tmp_path / "model"), "--visium", str(root / "S2" / "outs"), "--out", str(tmp_path / "p")]
+    # the RNA-only section as spatialdata-io's store: --visium takes it as it takes outs/
+    spatialdata_io.visium(root / "S2" / "outs", dataset_id="S2").write(tmp_path / "S2.zarr")
+    args = ["predict", "--model", str(tmp_path / "model"), "--visium", str(tmp_path / "S2.zarr"), "--out", str(tmp_path / "p")]
     assert main(args) == 0
     predicted = sd.read_zarr(tmp_path / "p" / "predicted.zarr")
     table = ad.read_h5ad(tmp_path / "p" / "predicted.h5ad")
+    assert set(table.obs["section"]) == {"S2"}  # named by the store's library
     assert predicted.tables["table"].obs_names.equals(table.obs_names)
     np.testing.assert_allclose(np.asarray(predicted.tables["table"].X), np.asarray(table.X))
     np.testing.assert_allclose(predicted.tables["table"].layers["std"], table.layers["std"])
