@@ -32,6 +32,7 @@ def test_align_and_predict_stores_open_at_their_names(written, tmp_path):
     args = ["predict", "--model", str(tmp_path / "model"), "--visium", str(tmp_path / "S2.zarr"), "--out", str(tmp_path / "p")]
     assert main(args) == 0
     predicted = sd.read_zarr(tmp_path / "p" / "predicted.zarr")
+    assert "he_image" in predicted.images  # the section's H&E, under the predicted maps
     table = ad.read_h5ad(tmp_path / "p" / "predicted.h5ad")
     assert set(table.obs["section"]) == {"S2"}  # named by the store's library
     assert predicted.tables["table"].obs_names.equals(table.obs_names)
