@@ -44,3 +44,12 @@ CHECKPOINT_FILE = "last.ckpt"  # in a checkpoint folder: the last finished epoch
 PAIR_N_PIXELS_KEY = "n_pixels"  # obs of a paired MuData: MSI pixels averaged into the spot
 PAIR_DISTANCE_KEY = "pair_distance_um"  # obs: mean distance of those pixels from the spot centre
 PAIR_UNS_KEY = "pairing"  # uns of a paired MuData: strategy, unpaired spots, registration QC
+
+# --- SpatialData stores (align.to_spatialdata, pipeline.predictions_spatialdata) ----------
+GLOBAL_FRAME = "global"  # coordinate system: STR micrometres
+MSI_FRAME = "msi"  # coordinate system: MSI micrometres, before registration
+RNA_SPOTS, MSI_PIXELS, MSI_IMAGE = "rna_spots", "msi_pixels", "msi_image"  # shapes, shapes, image
+RNA_TABLE, MSI_TABLE = "rna_table", "msi_table"  # tables annotating RNA_SPOTS and MSI_PIXELS
+HE_IMAGE = "he_image"  # image: the section's H&E (RGB uint8), scaled into GLOBAL_FRAME
+PRED_SPOTS, PRED_TABLE = "spots", "table"  # a predictions store: spot circles and their table
+REGION_KEY, INSTANCE_KEY = "region", "instance_id"  # obs of a table: the shapes element and row it annotates

@@ -17,7 +17,9 @@ import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
 from .._constants import PAIR_DISTANCE_KEY, PAIR_N_PIXELS_KEY, PAIR_UNS_KEY, SPATIAL_KEY, UNS_KEY
+from ..io._he_image import spatial_without_images
 from ..io._section_files import MSI_ACQUISITION_KEYS
+from ..io._spatialdata import as_anndata
 from ._inputs import spot_radius
 from ._moscot import MODALITY, MSI, RNA, jax_device, quiet_moscot, stacked
 from ._overlap import disk_square_overlap
@@ -50,7 +52,7 @@ def pair(
     Parameters
     ----------
     rna, msi
-        The AnnData objects given to :func:`register` (they are not modified).
+        The objects given to :func:`register` (they are not modified): AnnData, or SpatialData.
     reg
         The registration (MSI micrometres -> STR micrometres).
     strategy
@@ -82,14 +84,16 @@ def pair(
 
     Returns
     -------
-    MuData with modalities ``"rna"`` (the paired spots' rows of ``rna``, counts untouched)
-    and ``"msi"`` (aggregated intensities, the same obs names, ``var`` of ``msi``), one row
-    per paired spot. ``obs`` of both holds ``n_pixels`` and ``pair_distance_um``;
+    MuData with modalities ``"rna"`` (the paired spots' rows of ``rna``, counts untouched;
+    its ``uns["spatial"]`` keeps the scale factors but not the H&E image, which
+    :func:`to_spatialdata` stores once) and ``"msi"`` (aggregated intensities, the same obs
+    names, ``var`` of ``msi``), one row per paired spot. ``obs`` of both holds ``n_pixels`` and ``pair_distance_um``;
     ``uns["pairing"]`` the strategy, the unpaired spots and their count, and the
     registration (``RegistrationResult.from_json(mdata.uns["pairing"]["registration"])``).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}.")
+    rna, msi = as_anndata(rna, "rna", load_images=False), as_anndata(msi, "msi")
     reg.check_pair(rna, msi)
     if reg.qc.confidence == "low":
         warnings.warn(
@@ -137,6 +141,8 @@ def pair(
     for key, column in info.pop("columns", {}).items():
         obs[key] = column[keep]
     rna_out = rna[keep].copy()
+    if "spatial" in rna_out.uns:  # the image is the section's, not each pairs file's: it would be most of the file
+        rna_out.uns["spatial"] = spatial_without_images(rna_out.uns["spatial"])
     for key in obs.columns:
         rna_out.obs[key] = obs[key].to_numpy()
     msi_out = ad.AnnData(

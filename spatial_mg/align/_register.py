@@ -32,6 +32,7 @@ import anndata as ad
 import numpy as np
 
 from .._errors import RegistrationFailedError
+from ..io._spatialdata import as_anndata
 from ._agreement import PoseScore
 from ._candidates import Coupling, candidate_poses, couple
 from ._choose import choose_pose, refine_candidates
@@ -78,10 +79,13 @@ def register(
     Parameters
     ----------
     rna
-        Spots (Visium or any STR), ``obsm["spatial"]`` in micrometres.
+        Spots (Visium or any STR), ``obsm["spatial"]`` in micrometres; or their SpatialData
+        (what ``spatialdata_io.visium`` returns, or a store of :func:`to_spatialdata`), read
+        by :func:`spatial_mg.io.section_from_spatialdata`.
     msi
         MSI pixels x m/z, ``obsm["spatial"]`` in micrometres and the pixel size recorded by
-        the reader (``uns["spatial_mg"]["pixel_size_um"]``) or given as ``msi_pixel_size_um``.
+        the reader (``uns["spatial_mg"]["pixel_size_um"]``) or given as ``msi_pixel_size_um``;
+        or a SpatialData holding them (:func:`spatial_mg.io.msi_from_spatialdata`).
     method
         ``"moscot"`` (optimal transport on the tissue geometry, see the module notes) or
         ``"landmarks"`` (a least-squares fit through ``landmarks``).
@@ -131,6 +135,7 @@ def register(
     residual, scale, rotation, reflection, confidence and its reason).
     """
     start = time.perf_counter()
+    rna, msi = as_anndata(rna, "rna", load_images=False), as_anndata(msi, "msi")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
     if transform not in TRANSFORMS:

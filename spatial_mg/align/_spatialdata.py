@@ -1,11 +1,11 @@
-"""``to_spatialdata``: spots, MSI pixels (and image) and the registration in one SpatialData.
+"""``to_spatialdata``: spots, MSI pixels, the H&E and MSI images and the registration in one SpatialData.
 
 Everything lands in one coordinate system, ``"global"``, in STR micrometres. The spots
-are stored as they are (circles with their radius, identity transform); the MSI pixels
-(squares) and the MSI image stay in the MSI's own frame and carry the registration as
-a spatialdata ``Affine`` into ``"global"`` - transformations are data, so the raw MSI
-geometry is kept and the registration can be swapped. The MSI frame itself is kept as
-the coordinate system ``"msi"``.
+are stored as they are (circles with their radius, identity transform), the H&E image
+with the scaling of its pixels into micrometres; the MSI pixels (squares) and the MSI
+image stay in the MSI's own frame and carry the registration as a spatialdata ``Affine``
+into ``"global"`` - transformations are data, so the raw MSI geometry is kept and the
+registration can be swapped. The MSI frame itself is kept as the coordinate system ``"msi"``.
 """
 
 from __future__ import annotations
@@ -17,17 +17,28 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._constants import UNS_KEY
+from .._constants import (
+    GLOBAL_FRAME,
+    HE_IMAGE,
+    INSTANCE_KEY,
+    MSI_FRAME,
+    MSI_IMAGE,
+    MSI_PIXELS,
+    MSI_TABLE,
+    REGION_KEY,
+    RNA_SPOTS,
+    RNA_TABLE,
+    UNS_KEY,
+)
+from ..io._he_image import he_image_of, spatial_without_images
+from ..io._spatialdata import as_anndata
 from ._inputs import spot_radius
 from ._pose import Pose
 from ._procrustes import fit_affine
 from ._result import RegistrationResult
 
-GLOBAL = "global"  # STR micrometres
-MSI_FRAME = "msi"  # MSI micrometres
-SPOTS, PIXELS, IMAGE = "rna_spots", "msi_pixels", "msi_image"
-RNA_TABLE, MSI_TABLE = "rna_table", "msi_table"
-REGION_KEY, INSTANCE_KEY = "region", "instance_id"
+GLOBAL = GLOBAL_FRAME  # STR micrometres
+SPOTS, PIXELS, IMAGE = RNA_SPOTS, MSI_PIXELS, MSI_IMAGE
 _MAX_IMAGE_PIXELS = 50_000_000  # grid cells x channels beyond which no image is drawn
 
 
@@ -38,6 +49,7 @@ def to_spatialdata(
     *,
     pixels_as: str = "squares",
     image: bool | None = None,
+    he_image: bool = True,
     spot_radius_um: float | None = None,
 ):
     """Build a SpatialData object with both modalities registered into micrometres.
@@ -45,10 +57,11 @@ def to_spatialdata(
     Parameters
     ----------
     rna
-        Spots (``obsm["spatial"]`` in STR micrometres).
+        Spots (``obsm["spatial"]`` in STR micrometres; the H&E image, if any, in
+        ``uns["spatial"]`` as :func:`spatial_mg.io.read_visium` keeps it), or their SpatialData.
     msi
         MSI pixels x m/z (``obsm["spatial"]`` in MSI micrometres; integer ``obs["x"]``,
-        ``obs["y"]`` for the image).
+        ``obs["y"]`` for the image), or a SpatialData holding them.
     reg
         The registration from :func:`register`.
     pixels_as
@@ -57,14 +70,18 @@ def to_spatialdata(
     image
         Also store the MSI as an image with one channel per m/z (needs the grid columns);
         default: when it has at most 50 million values.
+    he_image
+        Store the section's H&E image (hires, else lowres) as ``"he_image"``, 8-bit, scaled
+        into micrometres, when ``rna`` carries one.
     spot_radius_um
         Spot radius; default: recorded by the reader, else Visium's 27.5 um.
 
     Returns
     -------
-    ``SpatialData`` with shapes ``"rna_spots"`` and ``"msi_pixels"``, optionally the image
-    ``"msi_image"``, and tables ``"rna_table"`` / ``"msi_table"`` annotating them; the
-    registration is the ``Affine`` from the MSI elements to ``"global"``. It writes to
+    ``SpatialData`` with shapes ``"rna_spots"`` and ``"msi_pixels"``, optionally the images
+    ``"msi_image"`` and ``"he_image"``, and tables ``"rna_table"`` / ``"msi_table"``
+    annotating them; the registration is the ``Affine`` from the MSI elements to
+    ``"global"``. Pixel centres of ``"msi_image"`` and ``"msi_pixels"`` coincide. It writes to
     zarr with ``sdata.write(path)`` and reads back with ``spatialdata.read_zarr``.
     """
     import geopandas as gpd
@@ -75,6 +92,7 @@ def to_spatialdata(
 
     if pixels_as not in ("squares", "circles"):
         raise ValueError(f"pixels_as must be 'squares' or 'circles', got {pixels_as!r}.")
+    rna, msi = as_anndata(rna, "rna", load_images=he_image), as_anndata(msi, "msi")
     reg.check_pair(rna, msi)
     msi_um = reg.msi_um(msi)
     rna_um = reg.rna_um(rna)
@@ -98,6 +116,9 @@ def to_spatialdata(
     msi_table.uns["registration"] = reg.to_json()
 
     images = {}
+    he = he_image_of(rna) if he_image else None
+    if he is not None:
+        images[HE_IMAGE] = he.to_element()
     has_grid = "x" in msi.obs and "y" in msi.obs
     if image is None:
         image = has_grid and _grid_size(msi) * max(msi.n_vars, 1) <= _MAX_IMAGE_PIXELS
@@ -105,10 +126,11 @@ def to_spatialdata(
         if not has_grid:
             raise ValueError("image=True needs integer grid columns msi.obs['x'] and msi.obs['y'].")
         array, x0, y0 = _raster(msi)
-        # image pixel (col, row) -> grid (x0 + col, y0 + row) -> MSI um (as obsm["spatial"]
-        # relates to the grid: usually grid * pixel size) -> global
+        # image pixel (col, row) spans [col, col + 1] x [row, row + 1] (spatialdata's convention),
+        # its centre is grid cell (x0 + col, y0 + row) -> MSI um (as obsm["spatial"] relates to
+        # the grid: usually grid * pixel size) -> global
         grid = msi.obs[["x", "y"]].to_numpy(np.float64)
-        to_msi = fit_affine(grid, msi_um) @ Pose.similarity(shift=(x0, y0))
+        to_msi = fit_affine(grid, msi_um) @ Pose.similarity(shift=(x0 - 0.5, y0 - 0.5))
         images[IMAGE] = Image2DModel.parse(
             array,
             dims=("c", "y", "x"),
@@ -138,12 +160,15 @@ def circles(xy: np.ndarray, radius: float, transformations: dict):
 
 
 def annotating_table(adata: ad.AnnData, region: str) -> ad.AnnData:
-    """A copy of ``adata`` annotating the shapes ``region`` row by row (obs names kept)."""
+    """A copy of ``adata`` annotating the shapes ``region`` row by row (obs names kept; images
+    in ``uns["spatial"]`` left out, ``uns["spatial_mg"]`` as JSON text)."""
     from spatialdata.models import TableModel
 
     table = adata.copy()
     table.obs[REGION_KEY] = pd.Categorical([region] * table.n_obs)
     table.obs[INSTANCE_KEY] = np.arange(table.n_obs)
+    if "spatial" in table.uns:  # the H&E is an image element of the store, not a copy in each table
+        table.uns["spatial"] = spatial_without_images(table.uns["spatial"])
     # zarr cannot hold everything AnnData's uns can; keep the provenance as JSON text
     if UNS_KEY in table.uns:
         import json

@@ -207,35 +207,72 @@ def _read_scalefactors(path: Path) -> dict:
 
 def _micrometres_per_pixel(positions: pd.DataFrame, scalefactors: dict, spatial_dir: Path) -> tuple[float, str]:
     """Micrometres per full-resolution pixel, from the array grid or, failing that, the scale factors."""
-    from_scalefactors = None
+    spot_diameter_px = None
     if "spot_diameter_fullres" in scalefactors:
-        from_scalefactors = VISIUM_SCALEFACTOR_SPOT_DIAMETER_UM / float(scalefactors["spot_diameter_fullres"])
-        if not np.isfinite(from_scalefactors):  # a diameter of a few 1e-324 pixels
+        spot_diameter_px = float(scalefactors["spot_diameter_fullres"])
+        if not np.isfinite(VISIUM_SCALEFACTOR_SPOT_DIAMETER_UM / spot_diameter_px):  # a diameter of a few 1e-324 pixels
             raise ValueError(
                 f"spot_diameter_fullres in '{spatial_dir / 'scalefactors_json.json'}' is "
                 f"{scalefactors['spot_diameter_fullres']!r} pixels, too small to be a spot. Copy the spatial/ folder again."
             )
+    return micrometres_per_pixel(
+        positions,
+        spot_diameter_px,
+        where=f"'{spatial_dir}'",
+        redo="copy the spatial/ folder of the run again",
+        diameter_source="'spot_diameter_fullres' in scalefactors_json.json",
+        stacklevel=4,
+    )
 
+
+def micrometres_per_pixel(
+    positions: pd.DataFrame,
+    spot_diameter_px: float | None,
+    *,
+    where: str,
+    redo: str,
+    diameter_source: str,
+    stacklevel: int,
+) -> tuple[float, str]:
+    """Micrometres per pixel of the spots' positions: from the Visium array grid, else from 10x's spot diameter.
+
+    Parameters
+    ----------
+    positions
+        One row per spot: ``array_row``, ``array_col`` and its pixel position
+        ``pxl_col_in_fullres``, ``pxl_row_in_fullres``, indexed by barcode.
+    spot_diameter_px
+        10x's ``spot_diameter_fullres`` (a 65 um circle) in those pixels, or ``None``: a
+        cross-check of the grid, and the fallback when too few spots are listed to fit it.
+    where, redo, diameter_source
+        For messages: the positions' source, what to do when they are damaged, and where
+        the spot diameter comes from.
+    stacklevel
+        As for ``warnings.warn`` called here.
+
+    Returns
+    -------
+    Micrometres per pixel and where they come from (``"array_grid"`` or ``"scalefactors"``).
+    """
+    from_diameter = None if spot_diameter_px is None else VISIUM_SCALEFACTOR_SPOT_DIAMETER_UM / spot_diameter_px
     fit = _fit_grid_scale(positions)
     if fit is None:
-        if from_scalefactors is None:
+        if from_diameter is None:
             raise ValueError(
-                f"Cannot convert '{spatial_dir}' to micrometres: fewer than three non-collinear spots "
-                "and no 'spot_diameter_fullres' in scalefactors_json.json."
+                f"Cannot convert {where} to micrometres: fewer than three non-collinear spots and no {diameter_source}."
             )
         warnings.warn(
-            f"Too few spots in '{spatial_dir}' to fit the array grid; micrometres come from "
-            "spot_diameter_fullres (taken as 65 um).",
-            stacklevel=3,
+            f"Too few spots in {where} to fit the array grid; micrometres come from {diameter_source} (taken as 65 um).",
+            stacklevel=stacklevel,
         )
-        return from_scalefactors, "scalefactors"
+        return from_diameter, "scalefactors"
     from_grid, off_grid_um = fit
-    _check_on_grid(positions, from_grid, off_grid_um, spatial_dir)
-    if from_scalefactors is not None and abs(from_grid / from_scalefactors - 1) > _SCALE_TOLERANCE:
+    _check_on_grid(positions, from_grid, off_grid_um, where, redo)
+    if from_diameter is not None and abs(from_grid / from_diameter - 1) > _SCALE_TOLERANCE:
         warnings.warn(
-            f"'{spatial_dir}': the array grid gives {from_grid:.4f} um per pixel, spot_diameter_fullres "
-            f"gives {from_scalefactors:.4f}; using the grid. Check that the positions and scale factors belong together.",
-            stacklevel=3,
+            f"{where}: the array grid gives {from_grid:.4f} um per pixel, {diameter_source} "
+            f"gives {from_diameter:.4f}; using the grid. Check that the positions and scale factors belong together.",
+            stacklevel=stacklevel,
         )
     return from_grid, "array_grid"
 
@@ -258,7 +295,7 @@ def _fit_grid_scale(positions: pd.DataFrame) -> tuple[float, np.ndarray] | None:
         return float(1 / px_per_um), off_grid_um
 
 
-def _check_on_grid(positions: pd.DataFrame, um_per_px: float, off_grid_um: np.ndarray, spatial_dir: Path) -> None:
+def _check_on_grid(positions: pd.DataFrame, um_per_px: float, off_grid_um: np.ndarray, where: str, redo: str) -> None:
     """Every spot within half a pitch of the fitted grid (real runs: within a micrometre);
     farther, its pixel position belongs to another spot, and the micrometres would be wrong."""
     distance = np.nan_to_num(off_grid_um, nan=np.inf)
@@ -266,10 +303,10 @@ def _check_on_grid(positions: pd.DataFrame, um_per_px: float, off_grid_um: np.nd
         return
     worst = int(np.argmax(distance))
     raise ValueError(
-        f"The tissue positions in '{spatial_dir}' do not lie on the Visium array grid: spot "
+        f"The tissue positions in {where} do not lie on the Visium array grid: spot "
         f"'{positions.index[worst]}' is {distance[worst]:.3g} um from where its array_row and array_col put it "
         f"(neighbouring spots are {VISIUM_PITCH_UM:g} um apart). Its array and pixel coordinates do not belong "
-        "together: copy the spatial/ folder of the run again."
+        f"together: {redo}."
     )
 
 
@@ -285,16 +322,28 @@ def _squidpy_spatial(spatial_dir: Path, scalefactors: dict, um_per_px: float, lo
         sf["fiducial_diameter_fullres"] = float(scalefactors["fiducial_diameter_fullres"]) * um_per_px
     images = {}
     if load_images:
-        import matplotlib.image as mpimg
-
         for res in ("hires", "lowres"):
             png = spatial_dir / f"tissue_{res}_image.png"
             if png.is_file():
-                try:
-                    images[res] = mpimg.imread(png)
-                except Exception as err:  # Pillow raises SyntaxError, OSError, ValueError for a bad image
-                    raise ValueError(
-                        f"'{png}' is not a readable PNG image ({type(err).__name__}: {err}); copy the spaceranger "
-                        "spatial/ folder again, or remove the damaged image (read_visium works without it)"
-                    ) from err
+                images[res] = _read_png(png)
     return {"images": images, "scalefactors": sf, "metadata": {"source_image_path": str(spatial_dir)}}
+
+
+def _read_png(png: Path) -> np.ndarray:
+    """The image as 8-bit pixels (height, width[, channels]), as spaceranger wrote it: a quarter of
+    the memory of the float copy matplotlib's reader makes, and what a SpatialData image stores."""
+    from PIL import Image
+
+    from ._he_image import as_uint8
+
+    try:
+        with Image.open(png) as image:
+            image.load()
+            if image.mode not in ("L", "RGB", "RGBA", "I;16"):  # palette, CMYK, ...: as RGB(A)
+                image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+            return as_uint8(np.asarray(image), f"'{png}'")
+    except Exception as err:  # Pillow raises SyntaxError, OSError, ValueError for a bad image
+        raise ValueError(
+            f"'{png}' is not a readable PNG image ({type(err).__name__}: {err}); copy the spaceranger "
+            "spatial/ folder again, or remove the damaged image (read_visium works without it)"
+        ) from err

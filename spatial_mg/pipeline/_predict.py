@@ -34,12 +34,32 @@ def predict_section(model, section: Section | ad.AnnData, *, target: str = "msi"
     return model.predict(rna, target=target, return_std=return_std)
 
 
-def predictions_spatialdata(pred: ad.AnnData, radius_um: float = VISIUM_SPOT_RADIUS_UM):
-    """SpatialData with the spots as circles and the predictions (mean, std layer) as their table."""
+def predictions_spatialdata(pred: ad.AnnData, radius_um: float = VISIUM_SPOT_RADIUS_UM, *, section=None):
+    """SpatialData with the spots as circles, the predictions (mean, std layer) as their table, and the H&E.
+
+    Parameters
+    ----------
+    pred
+        Predictions (:func:`predict_section`), ``obsm["spatial"]`` in micrometres.
+    radius_um
+        Radius of the spot circles.
+    section
+        The spots the predictions are of (AnnData or SpatialData, e.g. ``Section.rna``):
+        their H&E image is stored as ``"he_image"``, scaled into micrometres. Default: the
+        image ``pred`` carries, if any.
+
+    Returns
+    -------
+    ``SpatialData`` with shapes ``"spots"``, table ``"table"`` and, where there is one, the
+    image ``"he_image"``, all in the coordinate system ``"global"`` (micrometres).
+    """
     import spatialdata as sd
     from spatialdata.transformations import Identity
 
+    from .._constants import HE_IMAGE, PRED_SPOTS, PRED_TABLE
     from ..align import GLOBAL, annotating_table, circles
+    from ..io._he_image import he_image_of
+    from ..io._spatialdata import as_anndata
 
     if SPATIAL_KEY not in pred.obsm:
         raise KeyError(f"The predictions have no obsm[{SPATIAL_KEY!r}]: predict from spots that carry their micrometres.")
@@ -51,7 +71,9 @@ def predictions_spatialdata(pred: ad.AnnData, radius_um: float = VISIUM_SPOT_RAD
         layers={k: np.asarray(v) for k, v in pred.layers.items()},
     )
     table.obsm[SPATIAL_KEY] = xy
+    he = he_image_of(pred if section is None else as_anndata(section, "rna"))
     return sd.SpatialData(
-        shapes={"spots": circles(xy, radius_um, {GLOBAL: Identity()})},
-        tables={"table": annotating_table(table, "spots")},
+        images={} if he is None else {HE_IMAGE: he.to_element()},
+        shapes={PRED_SPOTS: circles(xy, radius_um, {GLOBAL: Identity()})},
+        tables={PRED_TABLE: annotating_table(table, PRED_SPOTS)},
     )

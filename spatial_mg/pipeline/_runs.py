@@ -158,7 +158,7 @@ def run_predict(
         pred = predict_section(trained, spots)
         folder.write_h5ad("predicted.h5ad", pred)
         if "spatial" in pred.obsm:
-            folder.write_spatialdata("predicted.zarr", predictions_spatialdata(pred))
+            folder.write_spatialdata("predicted.zarr", predictions_spatialdata(pred, section=spots))
     echo(f"predicted {pred.n_vars} metabolites for {pred.n_obs} spots (mean in X, std in layers['{STD_LAYER}']); "
          f"results in {folder.path}")
     return pred

@@ -1,4 +1,4 @@
-"""Metabolite maps: truth | prediction | uncertainty, side by side with a shared colour scale."""
+"""Metabolite maps: truth | prediction | uncertainty, side by side with a shared colour scale, over the H&E."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ def metabolite_maps(
     cmap: str = "viridis",
     std_cmap: str = "magma",
     table_key: str = "table",
+    img: bool = True,
+    img_from=None,
+    scalebar: bool = True,
     panel_size: float = 3.2,
     save: str | None = None,
 ):
@@ -31,14 +34,27 @@ def metabolite_maps(
     Parameters
     ----------
     pred
-        AnnData (or SpatialData holding it as ``table_key``) of predictions, spots x features,
-        coordinates in ``obsm[spatial_key]`` (micrometres) and the std in ``layers[std_layer]``.
+        AnnData of predictions, spots x features, coordinates in ``obsm[spatial_key]``
+        (micrometres) and the std in ``layers[std_layer]``; or a SpatialData holding them as
+        ``table_key`` (any table of spatial_mg's stores: drawn where its shapes lie in
+        ``"global"``, e.g. ``table_key="msi_table"`` for the registered MSI pixels).
     truth
-        Measured values with the same spots and features; its column is left out when ``None``.
+        Measured values with the same spots and features (AnnData, or SpatialData with
+        ``table_key``); its column is left out when ``None``.
     features
         Features to draw (rows); by default up to six, in the prediction's order.
     spot_diameter_um
         Drawn spot diameter; the reader's recorded spot size, else 55 um (Visium).
+    table_key
+        The table to draw when ``pred`` (or ``truth``) is a SpatialData.
+    img
+        Draw the section's H&E image under each panel: the one ``img_from`` or ``pred``
+        carries (``uns["spatial"]``, or the store's ``"he_image"``), if any.
+    img_from
+        The section (AnnData or SpatialData) whose H&E to draw, when ``pred`` carries none
+        (a prediction of :meth:`spatial_mg.PoEVAE.predict` does not).
+    scalebar
+        Draw a scale bar (micrometres) in the first panel.
     save
         Write the figure to this path (PNG, PDF, ...) as well.
 
@@ -48,8 +64,13 @@ def metabolite_maps(
     """
     import matplotlib.pyplot as plt
 
+    from ..io._he_image import he_image_of
+    from ..io._spatialdata import as_anndata
+    from ._image import draw_he, scale_bar
+
     pred = _as_anndata(pred, table_key)
     truth = None if truth is None else _as_anndata(truth, table_key)
+    he = he_image_of(pred if img_from is None else as_anndata(img_from, "rna")) if img else None
     features = list(pred.var_names[:6] if features is None else features)
     _check(pred, features, spatial_key, "prediction")
     if truth is not None:
@@ -75,8 +96,11 @@ def metabolite_maps(
             ax = axes[row, col]
             scale = (None, None) if name == "std" else (vmin, vmax)
             art = _spots(ax, xy, values[name], diameter, std_cmap if name == "std" else cmap, scale)
+            draw_he(ax, he)
             fig.colorbar(art, ax=ax, fraction=0.046, pad=0.02)
             ax.set_title(f"{feature_label(pred, feature)}\n{name}" if col == 0 else name, fontsize=9)
+    if scalebar:
+        scale_bar(axes[0, 0])
     fig.tight_layout()
     if save:
         fig.savefig(save, dpi=120)
@@ -114,11 +138,12 @@ def _spots(ax, xy: np.ndarray, values: np.ndarray, diameter: float, cmap: str, s
 
 
 def _as_anndata(obj, table_key: str) -> ad.AnnData:
+    from ..io._spatialdata import is_spatialdata, table_in_global
+
     if isinstance(obj, ad.AnnData):
         return obj
-    tables = getattr(obj, "tables", None)
-    if tables is not None and table_key in tables:
-        return tables[table_key]
+    if is_spatialdata(obj):
+        return table_in_global(obj, table_key)
     raise TypeError(f"Expected AnnData or a SpatialData with table '{table_key}', got {type(obj).__name__}.")
 
 

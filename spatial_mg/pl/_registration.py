@@ -1,4 +1,4 @@
-"""Registration overlay: the registered MSI pixels under the spot outlines, coloured by an m/z."""
+"""Registration overlay: the registered MSI pixels under the spot outlines, coloured by an m/z, over the H&E."""
 
 from __future__ import annotations
 
@@ -39,15 +39,17 @@ def registration(
     show_background: bool = True,
     spot_radius_um: float | None = None,
     cmap: str = "viridis",
+    img: bool = True,
+    scalebar: bool = True,
     ax=None,
     save: str | None = None,
 ):
-    """Draw the registered MSI pixels with the spots on top, to see whether it worked.
+    """Draw the registered MSI pixels with the spots on top, over the H&E, to see whether it worked.
 
     Parameters
     ----------
     rna, msi
-        The registered objects (checked with ``reg.check_pair``).
+        The registered objects (checked with ``reg.check_pair``): AnnData, or SpatialData.
     reg
         :class:`spatial_mg.align.RegistrationResult`.
     mz
@@ -61,6 +63,10 @@ def registration(
         Spot radius drawn; default: recorded by the reader, else 27.5 um.
     cmap
         Colour map of the intensities.
+    img
+        Draw the section's H&E image underneath, when ``rna`` carries one.
+    scalebar
+        Draw a scale bar (micrometres).
     ax
         Matplotlib axes to draw into (a new figure when ``None``).
     save
@@ -75,13 +81,19 @@ def registration(
     from matplotlib.collections import EllipseCollection, PolyCollection
 
     from ..align._inputs import spot_radius
+    from ..io._he_image import he_image_of
+    from ..io._spatialdata import as_anndata
+    from ._image import draw_he, scale_bar
 
+    rna, msi = as_anndata(rna, "rna", load_images=img), as_anndata(msi, "msi")
     reg.check_pair(rna, msi)
     pixel_um = reg.msi_pixel_size_um
     msi_um = reg.msi_um(msi)
     rna_um = reg.rna_um(rna)
     values, label = _feature(msi, mz, layer)
     tissue = np.ones(msi.n_obs, bool) if reg.msi_tissue is None else np.asarray(reg.msi_tissue, bool)
+    he = he_image_of(rna) if img else None
+    alpha = 1.0 if he is None else 0.7  # the tissue shows through the pixels
 
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 7))
@@ -89,8 +101,8 @@ def registration(
     corners = np.array([[-half, -half], [half, -half], [half, half], [-half, half]])
     squares = reg.transform((msi_um[:, None, :] + corners[None]).reshape(-1, 2)).reshape(-1, 4, 2)
     if show_background and (~tissue).any():
-        ax.add_collection(PolyCollection(squares[~tissue], facecolors="0.85", edgecolors="none", zorder=1))
-    pixels = PolyCollection(squares[tissue], array=values[tissue], cmap=cmap, edgecolors="none", zorder=2)
+        ax.add_collection(PolyCollection(squares[~tissue], facecolors="0.85", edgecolors="none", zorder=1, alpha=alpha))
+    pixels = PolyCollection(squares[tissue], array=values[tissue], cmap=cmap, edgecolors="none", zorder=2, alpha=alpha)
     ax.add_collection(pixels)
     plt.colorbar(pixels, ax=ax, shrink=0.7, label=label)
     diameter = 2 * spot_radius(rna, spot_radius_um)
@@ -113,6 +125,9 @@ def registration(
     ax.set_xlim(every[:, 0].min() - pad, every[:, 0].max() + pad)
     ax.set_ylim(every[:, 1].max() + pad, every[:, 1].min() - pad)  # image orientation: y down
     ax.set_aspect("equal")
+    draw_he(ax, he)
+    if scalebar:
+        scale_bar(ax)
     ax.set_xlabel("x (um)")
     ax.set_ylabel("y (um)")
     q = reg.qc

@@ -33,12 +33,13 @@ def test_registration_is_an_affine_into_global(sdata_and_inputs):
     # a pixel square's centre, carried to "global", lands where the registration puts it
     centre = np.array(sdata.shapes["msi_pixels"].geometry.iloc[5].centroid.coords[0])
     np.testing.assert_allclose(reg.pose.apply(centre[None])[0], reg.transform(msi.obsm["spatial"][5:6])[0])
-    # the image: pixel (col, row) of grid cell (x, y) maps to that pixel's registered centre
+    # the image: the centre of pixel (col, row) of grid cell (x, y) (spatialdata: col + 0.5, row + 0.5)
+    # maps to that pixel's registered centre
     img = sdata.images["msi_image"]
     m = get_transformation(img, to_coordinate_system="global").to_affine_matrix(("x", "y"), ("x", "y"))
     x, y = msi.obs["x"].iloc[5], msi.obs["y"].iloc[5]
     col, row = x - msi.obs["x"].min(), y - msi.obs["y"].min()
-    np.testing.assert_allclose(Pose(m).apply(np.array([[col, row]]))[0], reg.transform(msi.obsm["spatial"][5:6])[0])
+    np.testing.assert_allclose(Pose(m).apply(np.array([[col + 0.5, row + 0.5]]))[0], reg.transform(msi.obsm["spatial"][5:6])[0])
     np.testing.assert_allclose(img.sel(c="mz_100").values[row, col], msi.X[5, 0])
 
 
