@@ -66,7 +66,8 @@ def write_report(metrics: dict, table: pd.DataFrame) -> str:
         "",
         "![correlation vs Moran's I](correlation_vs_morans_i.png)",
         "",
-        "Latent space of all spots, by section and by domain:",
+        "RNA-only latent of every section's paired spots (comparable for training and held-out sections), by section, "
+        "by split and by k-means cluster of the measured MSI:",
         "",
         "![latent](latent_umap.png)",
         "",
