@@ -51,6 +51,7 @@ def read_section(
     ppm: float = 10.0,
     bin_width: float | None = None,
     pixel_size_um: float | None = None,
+    normalize: str | None = None,
 ) -> Section:
     """Read a section's spaceranger outs and, if given, its imzML or SMA csv export.
 
@@ -70,6 +71,9 @@ def read_section(
     pixel_size_um
         MSI raster step in micrometres: required for a csv export (it records none),
         overrides the imzML's own.
+    normalize
+        ``None``, ``"tic"`` or ``"rms"``: divide each MSI pixel by its total ion count or
+        the root mean square of its spectrum (see :func:`spatial_mg.io.read_imzml`).
 
     Returns
     -------
@@ -90,9 +94,11 @@ def read_section(
     if files.msi is not None:
         kind = MSI_SUFFIXES.get(files.msi.suffix.lower())
         if kind == "imzML":
-            msi_data = read_imzml(files.msi, mz_bins=mz_bins, ppm=ppm, bin_width=bin_width, pixel_size_um=pixel_size_um)
+            msi_data = read_imzml(
+                files.msi, mz_bins=mz_bins, ppm=ppm, bin_width=bin_width, pixel_size_um=pixel_size_um, normalize=normalize
+            )
         elif kind == "SMA csv":
-            msi_data = read_sma_csv(files.msi, pixel_size_um=pixel_size_um)
+            msi_data = read_sma_csv(files.msi, pixel_size_um=pixel_size_um, normalize=normalize)
         else:
             raise ValueError(
                 f"'{files.msi}' is neither an .imzML file nor an SMA .csv export; give one of those as the MSI file."
