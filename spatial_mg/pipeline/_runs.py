@@ -8,6 +8,7 @@ line maps its flags onto these functions one to one.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
@@ -75,7 +76,10 @@ def run_align(
         if isinstance(landmarks, (str, PathLike)):
             landmarks = _read_file(pd.read_csv, landmarks, "landmarks csv", "a csv with columns msi_x, msi_y, rna_x, rna_y (um)")
         method = "moscot" if landmarks is None else "landmarks"
-        section = align_section(section, method=method, landmarks=landmarks, strategy=strategy, msi_scale=msi_scale, device=device)
+        with warnings.catch_warnings():
+            if strict:  # a low confidence is an error below, which names the reasons: not a warning first
+                warnings.filterwarnings("ignore", message="Pairing with a low-confidence registration")
+            section = align_section(section, method=method, landmarks=landmarks, strategy=strategy, msi_scale=msi_scale, device=device)
         reg = section.registration
         if strict and reg.qc.confidence == "low":
             raise RegistrationFailedError(
