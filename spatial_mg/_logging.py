@@ -33,7 +33,7 @@ NOISY_CATEGORIES = (FutureWarning, DeprecationWarning, PendingDeprecationWarning
 # Noise that its package attributes elsewhere (zarr's stack level points into contextlib).
 NOISY_MESSAGES = re.compile(r"zarr v3 autosharding")
 # Loggers of the solver stack that speak at INFO about their internals during a registration.
-CHATTY_LOGGERS = ("moscot", "ott", "jax", "jaxlib", "pooch")
+CHATTY_LOGGERS = ("moscot", "ott", "jax", "jaxlib")
 
 
 class PlainHandler(logging.Handler):

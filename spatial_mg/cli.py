@@ -15,6 +15,7 @@ import argparse
 import logging
 import math
 import sys
+from contextlib import contextmanager
 
 from . import __version__
 from ._errors import DeviceUnavailableError, RegistrationFailedError
@@ -24,6 +25,7 @@ examples:
   spatial-mg demo                                   # the whole pipeline on synthetic data
   spatial-mg align --visium S1/outs --msi S1/msi.imzML --mz-bins peaks.csv --out S1_aligned
   spatial-mg train --pairs S1_aligned/pairs.h5mu S2_aligned/pairs.h5mu --out model
+  spatial-mg train --pairs S*_aligned/pairs.h5mu --n-models 3 --batch-key section --out ensemble
   spatial-mg predict --model model --visium S3/outs --out S3_predicted
   spatial-mg evaluate --pred S3_predicted/predicted.h5ad --truth S3_aligned/pairs.h5mu --out S3_eval
   spatial-mg fetch --list                           # the real datasets that can be downloaded
@@ -375,7 +377,8 @@ def _fetch(args: argparse.Namespace) -> int:
         raise CliError("'fetch' needs a dataset NAME (see 'spatial-mg fetch --list').")
     manifest = get_manifest(args.name)
     try:
-        root = fetch(manifest, section=args.section, cache_dir=args.cache_dir, progress=not args.quiet)
+        with _pooch_quiet(args.quiet):
+            root = fetch(manifest, section=args.section, cache_dir=args.cache_dir, progress=not args.quiet)
     except OSError as err:
         if isinstance(err, FileNotFoundError | FileExistsError | NotADirectoryError):
             raise
@@ -391,6 +394,21 @@ def _fetch(args: argparse.Namespace) -> int:
         for files in sma_sections(root, section=args.section):
             print(f"{files.name}: visium {files.visium}  msi {files.msi}")
     return 0
+
+
+@contextmanager
+def _pooch_quiet(quiet: bool):
+    """pooch's download lines off with --quiet (its logger stands outside the logging tree)."""
+    import pooch
+
+    logger = pooch.get_logger()
+    level = logger.level
+    if quiet:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 _COMMANDS = {

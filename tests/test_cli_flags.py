@@ -252,3 +252,16 @@ def test_new_flags_are_checked_in_config_files_too(tmp_path):
         argv = ["align" if "strict" in text else "train", "--config", str(config)]
         with pytest.raises(ValueError, match=re.escape(message)):
             _apply_config(parser, parser.parse_args(argv), argv)
+
+
+def test_fetch_quiet_silences_pooch_s_download_lines_for_the_run():
+    import logging
+
+    import pooch
+
+    before = pooch.get_logger().level
+    with cli._pooch_quiet(True):
+        assert pooch.get_logger().level == logging.WARNING
+    with cli._pooch_quiet(False):
+        assert pooch.get_logger().level == before
+    assert pooch.get_logger().level == before

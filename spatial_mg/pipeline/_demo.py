@@ -76,7 +76,11 @@ def run_demo(
     accelerator: str = "auto",
     echo=print,
 ) -> dict:
-    """Run the demo and write its results into ``out``; returns the figures of ``metrics.json``."""
+    """Run the demo and write its results into ``out``; returns the figures of ``metrics.json``.
+
+    Its stages are logged (INFO, see ``spatial_mg.settings.verbosity``); ``echo`` gets the
+    closing line that says where the report is.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
