@@ -32,8 +32,9 @@ NOISY_PACKAGES = frozenset(
 NOISY_CATEGORIES = (FutureWarning, DeprecationWarning, PendingDeprecationWarning, UserWarning, SyntaxWarning)
 # Noise that its package attributes elsewhere (zarr's stack level points into contextlib).
 NOISY_MESSAGES = re.compile(r"zarr v3 autosharding")
-# Loggers of the solver stack that speak at INFO about their internals during a registration.
-CHATTY_LOGGERS = ("moscot", "ott", "jax", "jaxlib")
+# Loggers that speak at INFO about their internals. moscot's and spatialdata's own loggers
+# (``*._logging``, which squidpy uses too) print each step to stdout through rich handlers.
+CHATTY_LOGGERS = ("moscot", "moscot._logging", "spatialdata", "spatialdata._logging", "squidpy", "ott", "jax", "jaxlib")
 
 
 class PlainHandler(logging.Handler):
@@ -127,11 +128,15 @@ def cli_logging(level: int) -> Iterator[None]:
     handler = package_handler()
     saved = (logger.level, logger.propagate, handler.forced)
     chatty = {name: logging.getLogger(name).level for name in CHATTY_LOGGERS}
+    at_least_warning = _AtLeast(max(level, logging.WARNING))
     logger.setLevel(level)
     logger.propagate = False  # the CLI owns the output: pytest's or a user's root handlers get no copies
     handler.forced = True
     for name in CHATTY_LOGGERS:
-        logging.getLogger(name).setLevel(max(level, logging.WARNING))
+        # the level for their child loggers; the filter because moscot and spatialdata set
+        # their loggers' level to INFO when first imported, which may happen during the run
+        logging.getLogger(name).setLevel(at_least_warning.level)
+        logging.getLogger(name).addFilter(at_least_warning)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _log_warning
@@ -140,7 +145,21 @@ def cli_logging(level: int) -> Iterator[None]:
         logger.setLevel(saved[0])
         logger.propagate, handler.forced = saved[1], saved[2]
         for name, old in chatty.items():
-            logging.getLogger(name).setLevel(old)
+            chatty_logger = logging.getLogger(name)
+            chatty_logger.removeFilter(at_least_warning)
+            if chatty_logger.level == at_least_warning.level:  # else its package set its own on import: keep it
+                chatty_logger.setLevel(old)
+
+
+class _AtLeast(logging.Filter):
+    """Lets records of ``level`` and above through."""
+
+    def __init__(self, level: int):
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level
 
 
 _warnings_log = logging.getLogger(f"{ROOT}.warnings")

@@ -115,11 +115,23 @@ def test_the_cli_shows_warnings_as_one_line_each_and_noise_only_when_verbose(cap
 
 
 def test_the_cli_quiets_the_solver_stack_s_loggers_for_the_run():
-    moscot = logging.getLogger("moscot")
-    before = moscot.level
-    with cli_logging(logging.DEBUG):
-        assert moscot.getEffectiveLevel() == logging.WARNING
-    assert moscot.level == before
+    received = []
+    own = logging.getLogger("moscot._logging")  # moscot's own logger, with its own handler
+    handler = logging.Handler()
+    handler.emit = received.append
+    own.addHandler(handler)
+    before = own.level
+    try:
+        with cli_logging(logging.DEBUG):
+            own.setLevel(logging.INFO)  # what importing moscot does, during the run
+            own.info("Solving `1` problems")
+            own.warning("did not converge")
+            assert logging.getLogger("jax._src.xla_bridge").getEffectiveLevel() == logging.WARNING
+        own.info("after the run")
+    finally:
+        own.removeHandler(handler)
+        own.setLevel(before)
+    assert [r.getMessage() for r in received] == ["did not converge", "after the run"]
 
 
 # --- progress lines ----------------------------------------------------------------------------------
