@@ -1,13 +1,17 @@
 """spatial_mg: spatial multi-omics with a Product-of-Experts VAE.
 
 Public names only; each stage lives in its own subpackage and is imported on first use,
-so ``import spatial_mg`` stays fast for the command line.
+so ``import spatial_mg`` stays fast for the command line. ``settings`` (e.g.
+``smg.settings.verbosity``) is the one object made on import; it sets up the package's
+logger (see ``spatial_mg._logging``).
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
+
+from ._settings import settings
 
 __version__ = "0.1.0"
 
@@ -18,7 +22,7 @@ _NAMES = {
     "RegistrationFailedError": "spatial_mg._errors",
 }
 
-__all__ = [*_SUBPACKAGES, *_NAMES, "__version__"]
+__all__ = [*_SUBPACKAGES, *_NAMES, "settings", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import align, baselines, datasets, io, metrics, model, pipeline, pl, sim

@@ -3,13 +3,19 @@
 Every step takes flags or a config file (``--config run.toml`` or ``.yaml``) whose keys are
 the flag names (``pixel_size_um = 100``); flags given on the command line win. A step never
 overwrites an output folder that already holds results unless ``--overwrite`` is given.
+
+Output: the step's result on stdout, as one line; progress (INFO), warnings and errors as
+plain lines on stderr. ``--quiet`` keeps warnings and errors only, ``--verbose`` adds debug
+lines; third-party deprecation notices are shown with ``--verbose`` only.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import sys
+from contextlib import contextmanager
 
 from . import __version__
 from ._errors import DeviceUnavailableError, RegistrationFailedError
@@ -19,11 +25,21 @@ examples:
   spatial-mg demo                                   # the whole pipeline on synthetic data
   spatial-mg align --visium S1/outs --msi S1/msi.imzML --mz-bins peaks.csv --out S1_aligned
   spatial-mg train --pairs S1_aligned/pairs.h5mu S2_aligned/pairs.h5mu --out model
+  spatial-mg train --pairs S*_aligned/pairs.h5mu --n-models 3 --batch-key section --out ensemble
   spatial-mg predict --model model --visium S3/outs --out S3_predicted
   spatial-mg evaluate --pred S3_predicted/predicted.h5ad --truth S3_aligned/pairs.h5mu --out S3_eval
   spatial-mg fetch --list                           # the real datasets that can be downloaded
   spatial-mg fetch sma_mendeley --section V11L12-038_D1
 """
+
+
+# The values of choice flags; the CLI does not import the packages that define them (tests
+# check that they agree): align.STRATEGIES, the model's accelerators, the JAX devices.
+STRATEGIES = ("spot_mean", "nearest_spot", "transport")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
+JAX_DEVICES = ("cpu", "gpu")
+NORMALIZATIONS = ("none", "tic", "rms")
+FUSIONS = ("poe", "moe")
 
 
 class CliError(Exception):
@@ -55,13 +71,13 @@ def _at_least(minimum: int):
     return whole_number
 
 
-def _above(minimum: float):
-    """A flag type: a finite number > ``minimum``."""
+def _above(minimum: float, *, or_equal: bool = False):
+    """A flag type: a finite number > ``minimum`` (>= with ``or_equal``)."""
 
     def number(text) -> float:
         value = float(text)
-        if not (math.isfinite(value) and value > minimum):
-            raise _OutOfRange(f"must be a finite number above {minimum:g}, not {value}")
+        if not (math.isfinite(value) and (value >= minimum if or_equal else value > minimum)):
+            raise _OutOfRange(f"must be a finite number {'of at least' if or_equal else 'above'} {minimum:g}, not {value}")
         return value
 
     number.base = float
@@ -78,6 +94,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"spatial-mg {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback when a step fails")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-q", "--quiet", action="store_true", help="show only the result, warnings and errors")
+    loudness.add_argument("-v", "--verbose", action="store_true", help="show debug lines and third-party notices too")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     demo = sub.add_parser("demo", help="run the whole pipeline on the built-in synthetic dataset")
@@ -86,7 +105,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--smoke", action="store_true", help="tiny sizes and few epochs: a check that it runs")
     demo.add_argument("--epochs", type=_at_least(1), help="training epochs (default: chosen from the data size)")
     demo.add_argument("--seed", type=_at_least(0), default=0, help="random seed of the synthetic data and model")
-    demo.add_argument("--accelerator", default="auto", help="auto, cpu or cuda")
+    _accelerator(demo)
     demo.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     demo.add_argument("--write-data", metavar="PATH", help="only write the synthetic sections to PATH and stop")
     _debug(demo)
@@ -101,8 +120,19 @@ def _build_parser() -> argparse.ArgumentParser:
     align.add_argument("--bin-width", type=_above(0.0), help="uniform m/z bins of this width instead of a peak list")
     align.add_argument("--pixel-size-um", type=_above(0.0), help="MSI raster step in um (required for csv exports)")
     align.add_argument("--landmarks", help="csv of point pairs (MSI x, y -> Visium x, y in um) instead of moscot")
-    align.add_argument("--strategy", default="spot_mean", help="spot_mean (default), nearest_spot or transport")
-    align.add_argument("--device", help="JAX device for moscot: cpu or gpu (default: the GPU if JAX sees one)")
+    align.add_argument(
+        "--normalize",
+        default="none",
+        choices=NORMALIZATIONS,
+        help="divide each MSI pixel by its total ion count (tic) or spectrum RMS (rms) (default none)",
+    )
+    align.add_argument("--strategy", default="spot_mean", choices=STRATEGIES, help="how a spot gathers its pixels (default spot_mean)")
+    align.add_argument("--device", choices=JAX_DEVICES, help="JAX device for moscot (default: the GPU if JAX sees one)")
+    align.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail (exit 2, writing nothing) when the registration's confidence is low, naming the reasons",
+    )
     align.add_argument(
         "--msi-scale",
         default="log1p",
@@ -118,8 +148,30 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--n-latent", type=_at_least(1), help=f"latent dimensions (default {defaults['n_latent']})")
     train.add_argument("--epochs", type=_at_least(1), help="maximum epochs (default: chosen from the data size, with early stopping)")
     train.add_argument("--batch-size", type=_at_least(1), help=f"cells per step (default {defaults['batch_size']})")
-    train.add_argument("--accelerator", default="auto", help="auto, cpu or cuda")
+    _accelerator(train)
     train.add_argument("--seed", type=_at_least(0), default=defaults["seed"], help=f"random seed (default {defaults['seed']})")
+    train.add_argument(
+        "--n-models",
+        type=_at_least(1),
+        default=1,
+        help="train an ensemble of this many models (seeds SEED, SEED+1, ...); predict uses all (default 1)",
+    )
+    train.add_argument("--batch-key", help="obs column of the batch covariate, e.g. section (default: none)")
+    train.add_argument("--fusion", choices=FUSIONS, default=defaults["fusion"], help=f"how the modalities' posteriors combine (default {defaults['fusion']})")
+    train.add_argument(
+        "--batch-mmd-weight",
+        type=_above(0.0, or_equal=True),
+        default=defaults["batch_mmd_weight"],
+        help=f"weight of the MMD that aligns the batches of --batch-key (default {defaults['batch_mmd_weight']:g})",
+    )
+    train.add_argument(
+        "--modality-mmd-weight",
+        type=_above(0.0, or_equal=True),
+        default=defaults["modality_mmd_weight"],
+        help=f"weight of the MMD between a spot's RNA and MSI latents (default {defaults['modality_mmd_weight']:g})",
+    )
+    train.add_argument("--checkpoint-dir", help="write a checkpoint there after every epoch (one subfolder per seed for --n-models > 1)")
+    train.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
     _output(train)
 
     predict = sub.add_parser("predict", help="predict metabolite maps of an RNA-only section")
@@ -128,7 +180,7 @@ def _build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--visium", help="spaceranger outs/ folder of the RNA-only section")
     predict.add_argument("--rna", help="or: an .h5ad of spots x genes (raw counts, obsm['spatial'] in um)")
     predict.add_argument("--name", help="the section's name (default: the folder holding outs/); evaluate checks it")
-    predict.add_argument("--accelerator", default="auto", help="auto, cpu or cuda")
+    _accelerator(predict)
     _output(predict)
 
     evaluate = sub.add_parser("evaluate", help="score predicted maps against measured ones")
@@ -150,7 +202,18 @@ def _training_defaults() -> dict:
     """The model's own defaults, read where they are defined (shown in --help)."""
     from .model import DEFAULT_SEED, ModuleConfig, TrainingConfig  # no torch: the model package imports on first use
 
-    return {"n_latent": ModuleConfig.n_latent, "batch_size": TrainingConfig.batch_size, "seed": DEFAULT_SEED}
+    return {
+        "n_latent": ModuleConfig.n_latent,
+        "batch_size": TrainingConfig.batch_size,
+        "seed": DEFAULT_SEED,
+        "fusion": ModuleConfig.fusion,
+        "batch_mmd_weight": ModuleConfig.batch_mmd_weight,
+        "modality_mmd_weight": ModuleConfig.modality_mmd_weight,
+    }
+
+
+def _accelerator(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--accelerator", default="auto", choices=ACCELERATORS, help="device of the model (default auto: CUDA if torch sees one)")
 
 
 def _config(parser: argparse.ArgumentParser) -> None:
@@ -161,6 +224,9 @@ def _config(parser: argparse.ArgumentParser) -> None:
 def _debug(parser: argparse.ArgumentParser) -> None:
     # also after the command (spatial-mg align ... --debug); SUPPRESS keeps the top-level value otherwise
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback on failure")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="show only the result, warnings and errors")
+    loudness.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="show debug lines too")
 
 
 def _output(parser: argparse.ArgumentParser) -> None:
@@ -196,7 +262,7 @@ def _config_actions(parser: argparse.ArgumentParser, command: str) -> dict[str, 
 
 def _flags_given(actions: dict[str, argparse.Action], argv: list[str]) -> set[str]:
     """The names of the flags on the command line, also where abbreviated as argparse allows (--epo 5)."""
-    given = set()
+    given = {d for d, a in actions.items() for o in a.option_strings if not o.startswith("--") and o in argv}  # -q, -v
     for token in (t.split("=", 1)[0] for t in argv if t.startswith("--")):
         matches = {d for d, a in actions.items() for o in a.option_strings if o == token}
         matches = matches or {d for d, a in actions.items() for o in a.option_strings if o.startswith(token)}
@@ -247,6 +313,8 @@ def _align(args: argparse.Namespace) -> int:
         strategy=args.strategy,
         msi_scale=args.msi_scale,
         device=args.device,
+        normalize=None if args.normalize == "none" else args.normalize,
+        strict=args.strict,
         overwrite=args.overwrite,
     )
     return 0
@@ -264,6 +332,13 @@ def _train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         accelerator=args.accelerator,
         seed=args.seed,
+        batch_key=args.batch_key,
+        fusion=args.fusion,
+        batch_mmd_weight=args.batch_mmd_weight,
+        modality_mmd_weight=args.modality_mmd_weight,
+        checkpoint_dir=args.checkpoint_dir,
+        resume=args.resume,
+        n_models=args.n_models,
         overwrite=args.overwrite,
     )
     return 0
@@ -302,7 +377,8 @@ def _fetch(args: argparse.Namespace) -> int:
         raise CliError("'fetch' needs a dataset NAME (see 'spatial-mg fetch --list').")
     manifest = get_manifest(args.name)
     try:
-        root = fetch(manifest, section=args.section, cache_dir=args.cache_dir)
+        with _pooch_quiet(args.quiet):
+            root = fetch(manifest, section=args.section, cache_dir=args.cache_dir, progress=not args.quiet)
     except OSError as err:
         if isinstance(err, FileNotFoundError | FileExistsError | NotADirectoryError):
             raise
@@ -318,6 +394,21 @@ def _fetch(args: argparse.Namespace) -> int:
         for files in sma_sections(root, section=args.section):
             print(f"{files.name}: visium {files.visium}  msi {files.msi}")
     return 0
+
+
+@contextmanager
+def _pooch_quiet(quiet: bool):
+    """pooch's download lines off with --quiet (its logger stands outside the logging tree)."""
+    import pooch
+
+    logger = pooch.get_logger()
+    level = logger.level
+    if quiet:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 _COMMANDS = {
@@ -339,7 +430,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         args = _apply_config(parser, args, argv)
-        return _COMMANDS[args.command](args)
+        from ._logging import cli_logging
+
+        with cli_logging(_verbosity(args)):
+            return _COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print(f"spatial-mg {args.command}: interrupted; finished outputs are kept", file=sys.stderr)
         return 130
@@ -348,6 +442,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"spatial-mg {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+
+
+def _verbosity(args: argparse.Namespace) -> int:
+    """The logging level that --quiet / --verbose ask for (also from a config file)."""
+    if args.quiet and args.verbose:
+        raise CliError("--quiet and --verbose exclude each other; give one of them.")
+    return logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
 
 
 # Failures whose message is written for the user: bad input, missing files, no device.

@@ -16,7 +16,9 @@ def test_demo_smoke_writes_every_output_with_finite_numbers(tmp_path, capsys):
 
     out = tmp_path / "demo"
     assert main(["demo", "--smoke", "--out", str(out), "--data-dir", str(tmp_path / "cache")]) == 0
-    assert "[7/7]" in capsys.readouterr().out  # progress was shown
+    captured = capsys.readouterr()
+    assert "[7/7]" in captured.err  # progress was logged
+    assert captured.out.splitlines() == [f"done in {captured.out.split()[2]} s: {out}/report.md"]  # the result alone
     for name in ("metrics.json", "metabolites.csv", "report.md", "registration.png", "latent_umap.png",
                  "maps_best.png", "maps_median.png", "maps_worst.png", "correlation_vs_morans_i.png"):
         assert (out / name).stat().st_size > 0, name

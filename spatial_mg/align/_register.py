@@ -26,12 +26,14 @@ function that says what it decides and why:
 
 from __future__ import annotations
 
+import logging
 import time
 
 import anndata as ad
 import numpy as np
 
 from .._errors import RegistrationFailedError
+from .._logging import Stages
 from ..io._spatialdata import as_anndata
 from ._agreement import PoseScore
 from ._candidates import Coupling, candidate_poses, couple
@@ -48,6 +50,8 @@ from ._settle import settle
 
 METHODS = ("moscot", "landmarks")
 TRANSFORMS = ("similarity", "affine")
+
+log = logging.getLogger(__name__)
 
 
 def register(
@@ -153,22 +157,28 @@ def register(
     )
     if method == "moscot":
         jax_device(device)  # fail early on a device JAX does not see
-    section = prepare_section(rna, msi, msi_pixel_size_um=msi_pixel_size_um, msi_mask=msi_mask, tic_threshold=tic_threshold)
+    # one progress line per stage: a registration takes a minute or two on real sections
+    stages = Stages(log, "registration", 7 if method == "moscot" and refine_fit else 3)
+    with stages("prepare"):
+        section = prepare_section(rna, msi, msi_pixel_size_um=msi_pixel_size_um, msi_mask=msi_mask, tic_threshold=tic_threshold)
     notes = [] if section.rna_units_known else ["rna.uns['spatial_mg'] does not record micrometres (assumed)"]
     coupling = residual = None
     if method == "landmarks":
-        pose, info, doubts = landmark_pose(
-            landmarks, rna=rna, msi=msi, msi_pixel_size_um=msi_pixel_size_um, transform=transform, scale=scale, pitch=section.pitch
-        )
+        with stages("landmark fit"):
+            pose, info, doubts = landmark_pose(
+                landmarks, rna=rna, msi=msi, msi_pixel_size_um=msi_pixel_size_um, transform=transform, scale=scale,
+                pitch=section.pitch,
+            )
         notes += doubts
         residual = info["landmark_rms_um"]
     else:
         features = shared_feature_matrices(rna, msi, shared_features, section.tissue.mask)
         pose, coupling, info = _moscot_pose(
-            section, features, settings, transform=transform, refine_fit=refine_fit, scale=scale, n_angles=n_angles
+            section, features, settings, stages, transform=transform, refine_fit=refine_fit, scale=scale, n_angles=n_angles
         )
     details = {**section.details(), **info, "seconds": time.perf_counter() - start}
-    qc = assess(pose, section, method=method, residual_um=residual, details=details, notes=notes)
+    with stages("assess"):
+        qc = assess(pose, section, method=method, residual_um=residual, details=details, notes=notes)
     params = {
         "method": method,
         "transform": transform,
@@ -206,6 +216,7 @@ def _moscot_pose(
     section: Section,
     features: tuple[np.ndarray, np.ndarray] | None,
     settings: TransportSettings,
+    stages: Stages,
     *,
     transform: str,
     refine_fit: bool,
@@ -213,7 +224,8 @@ def _moscot_pose(
     n_angles: int,
 ) -> tuple[Pose, Coupling | None, dict]:
     """Stages 2-5 of the module notes: the pose, the coupling (``None`` if it diverged) and QC details."""
-    coupling, info = couple(section, features, settings, scale=scale)
+    with stages("transport coupling"):
+        coupling, info = couple(section, features, settings, scale=scale)
     if not refine_fit:
         if coupling is None:
             raise RegistrationFailedError(
@@ -223,12 +235,17 @@ def _moscot_pose(
         pose = coupling.affine_fit() if transform == "affine" else coupling.fit
         return pose, coupling, {**info, "plan_agreement": coupling.agreement(pose, section)}
     start = time.perf_counter()
-    candidates = candidate_poses(section, coupling, n_angles=n_angles)
+    with stages("candidate poses"):
+        candidates = candidate_poses(section, coupling, n_angles=n_angles)
     info["search_seconds"] = time.perf_counter() - start
     aligner = MaskAligner.for_section(section)
     score = PoseScore.for_section(section, features)
-    choice = choose_pose(refine_candidates(candidates, aligner, score, scale=scale), section.msi_um, pitch=section.pitch)
-    settled = settle(choice.chosen.pose, aligner, section.msi_um, pitch=section.pitch, scale=scale, affine=transform == "affine")
+    with stages("refine"):
+        refined = refine_candidates(candidates, aligner, score, scale=scale)
+    with stages("choose"):
+        choice = choose_pose(refined, section.msi_um, pitch=section.pitch)
+    with stages("settle"):
+        settled = settle(choice.chosen.pose, aligner, section.msi_um, pitch=section.pitch, scale=scale, affine=transform == "affine")
     info |= {**choice.details(), "pose_spread_um": settled.spread_um, "pose_slack_um": settled.slack_um}
     info["refine_seconds"] = time.perf_counter() - start
     if coupling is not None:

@@ -10,6 +10,7 @@ Cache layout, under ``<cache>/<dataset name>/``::
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -25,9 +26,12 @@ import pandas as pd
 
 from .._atomic import atomic_dir, atomic_file
 from .._claim import PathInUseError
-from ._manifests import DatasetManifest, ManifestFile, all_manifests, get_manifest
+from ._manifests import DatasetManifest, ManifestFile, _human, all_manifests, get_manifest
+
+log = logging.getLogger(__name__)
 
 CHECKSUMS_FILE = "checksums.json"
+PROGRESS_BYTES = 256 * 2**20  # archives that unpack to more than this report their progress
 _LOADABLE_LAYOUTS = ("sma_processed", "magpie")
 _MAX_NESTING = 3  # archives inside archives inside archives; deeper is a malformed record
 _MAX_LINK_STEPS = 64  # symlinks followed to resolve one member's path
@@ -95,7 +99,7 @@ def fetch(
         _plain_name(entry.name, "file name", manifest.name)
         _plain_name(_stem(entry.name), "file name (without its archive suffix)", manifest.name)
     if section is not None and not manifest.per_section_files:
-        print(f"{manifest.name}: the record is only downloadable whole; fetching it all, then looking up '{section}'.")
+        log.warning(f"{manifest.name}: the record is only downloadable whole; fetching it all, then looking up '{section}'.")
     recorded = _read_recorded(root)
     for entry in files:
         archive = _download(entry, root, recorded, progress)
@@ -106,7 +110,7 @@ def fetch(
 
         sma_sections(root, section=section)  # raises, naming the sections found, when it is absent
     elif section is not None:
-        print(f"{manifest.name}: its layout is not read by spatial_mg; look for '{section}' under {root}.")
+        log.warning(f"{manifest.name}: its layout is not read by spatial_mg; look for '{section}' under {root}.")
     return root
 
 
@@ -158,7 +162,7 @@ def _download(entry: ManifestFile, root: Path, recorded: dict, progress: bool) -
             "recorded": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         _write_recorded(root, recorded)
-        print(f"sha256 of '{entry.name}' (not in the manifest; recorded in '{record}'): {digest}")
+        log.info(f"sha256 of '{entry.name}' (not in the manifest; recorded in '{record}'): {digest}")
     return path
 
 
@@ -210,6 +214,7 @@ def _unpack(archive: Path, entry: ManifestFile, dest: Path) -> None:
     """Unpack into ``dest`` through a temporary sibling, so a crash never leaves half a folder."""
     if dest.is_dir():
         return
+    log.info(f"unpacking '{archive.name}' ({_human(archive.stat().st_size)}) into '{dest}'")
     try:
         with atomic_dir(dest) as tmp:
             _extract(archive, entry.unpack, tmp)
@@ -248,7 +253,7 @@ def _extract_zip(archive: Path, dest: Path) -> None:
                 raise _refusal(archive, name, "points outside the archive (an absolute path)")
             if ".." in parts:
                 raise _refusal(archive, name, "points outside the archive (through '..')")
-        zf.extractall(dest)
+        zf.extractall(dest, members=_reporting(archive, zf.infolist(), [info.file_size for info in zf.infolist()]))
 
 
 def _extract_tar(archive: Path, dest: Path) -> None:
@@ -256,13 +261,30 @@ def _extract_tar(archive: Path, dest: Path) -> None:
         raise ValueError(f"'{archive}' is not a tar archive; the manifest says unpack: tar.")
     try:
         with tarfile.open(archive) as tar:
-            _check_tar_members(archive, tar.getmembers())
+            members = tar.getmembers()
+            _check_tar_members(archive, members)
             # and the standard library's own check as it writes (real paths, modes, device files)
-            tar.extractall(dest, filter="data")
+            tar.extractall(dest, members=_reporting(archive, members, [m.size for m in members]), filter="data")
     except tarfile.FilterError as err:
         raise _refusal(archive, err.tarinfo.name, f"was refused by tarfile's safety filter ({err})") from None
     except tarfile.TarError as err:
         raise ValueError(f"'{archive}' is damaged ({err}); delete it and fetch again.") from None
+
+
+def _reporting(archive: Path, members: list, sizes: list[int]):
+    """``members`` one by one, logging each further tenth of ``sizes`` unpacked where they
+    add up to more than :data:`PROGRESS_BYTES` (a large archive takes minutes)."""
+    total = sum(sizes)
+    if total <= PROGRESS_BYTES:
+        yield from members
+        return
+    done, shown = 0, 0
+    for member, size in zip(members, sizes):
+        yield member
+        done += size
+        if done * 10 // total > shown:
+            shown = done * 10 // total
+            log.info(f"unpacking '{archive.name}': {shown * 10}% ({_human(done)} of {_human(total)})")
 
 
 class _Escape(Exception):

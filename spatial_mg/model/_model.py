@@ -38,6 +38,7 @@ from ._registry import (
     read_setup,
     store_setup,
 )
+from ._setup_view import describe_setup
 from ._training import Trainer
 
 # 1: model.pt holds the architecture as ``module_kwargs``; 2: as ``module_config``
@@ -375,6 +376,31 @@ class PoEVAE:
     def device(self) -> torch.device:
         return next(self.module.parameters()).device
 
+    # --- what the model is (scvi-tools' names) ------------------------------------------
+    @property
+    def is_trained(self) -> bool:
+        """Whether the model has trained for at least one epoch (its :attr:`history` has a
+        row); a loaded model keeps what it was. A fresh query model of
+        :meth:`load_query_data` is not trained."""
+        return bool(self._history)
+
+    def view_setup(self, mdata=None) -> None:
+        """Print what :meth:`setup_mudata` registered: each modality's likelihood, where its
+        values are (``X`` or a layer) and its feature count; the covariates with their
+        categories; the batch and MMD keys.
+
+        Parameters
+        ----------
+        mdata
+            Show the setup recorded in this MuData instead of the model's.
+        """
+        registry = self.registry if mdata is None else read_setup(mdata)
+        if registry is None:
+            raise ValueError("this MuData was not set up: call PoEVAE.setup_mudata(mdata, likelihoods={...}) first")
+        print(describe_setup(registry))
+
+    view_anndata_setup = view_setup  # the name scvi-tools users know
+
     # --- inference ---------------------------------------------------------------------
     def _read(self, data, modality: str | None, exclude: str | None = None) -> HostData:
         if data is None or data is self.mdata:
@@ -442,6 +468,45 @@ class PoEVAE:
         self.module.eval()
         out = [self.module.latent_mean(batch, modality) for batch in self._batches(host, batch_size)]
         return torch.cat(out).cpu().numpy()
+
+    @torch.no_grad()
+    def get_elbo(self, mdata=None, batch_size: int = 4096, seed: int = 0) -> float:
+        """The evidence lower bound (ELBO) per cell: higher is better, as scvi-tools' ``get_elbo``.
+
+        ``E_q(z | x)[log p(x | z)] - KL(q(z | x) || p(z))``, averaged over cells, with the KL
+        at full weight (not ``train``'s ``kl_weight``) and without the MMD penalties, in
+        evaluation mode (no dropout, every present modality shown to the encoders). A
+        modality a cell lacks adds nothing. The expectation is estimated with one latent
+        draw per cell, seeded by ``seed`` (repeatable). Its negative is the loss per cell
+        that :meth:`train` minimises with ``kl_weight=1`` and no MMD weight.
+
+        Parameters
+        ----------
+        mdata
+            MuData, or AnnData of one modality (default: the training data); covariate
+            categories must be known.
+        batch_size
+            Cells per forward pass.
+        seed
+            Seed of the latent draws.
+
+        Returns
+        -------
+        The ELBO per cell, in nats (a float; usually negative, as a log-likelihood of counts is).
+        """
+        check_integer("batch_size", batch_size, 1)
+        host = self._read(mdata, None)
+        device = self.device
+        self.module.eval()
+        total = torch.zeros((), device=device)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            for batch in self._batches(host, batch_size):
+                # groups=None: the batch MMD is no part of the ELBO, so it is not computed
+                terms = self.module.loss_terms(dict(batch, groups=None), kl_weight=1.0)
+                loss = sum(value for name, value in terms.items() if not name.startswith("mmd_"))
+                total += loss * batch["idx"].shape[0]  # terms are means over the batch's cells
+        return -float(total) / host.n_obs
 
     @torch.no_grad()
     def predict(

@@ -8,6 +8,7 @@ calls on real files; the held-out section's MSI is used only to score its predic
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -27,6 +28,8 @@ from ._report import write_report
 from ._sections import Section, read_section
 from ._stack import stack_sections
 from ._train import train_model
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,15 +56,15 @@ def default_cache() -> Path:
 
 
 class _Progress:
-    """Numbered stages with their time, printed as the run goes."""
+    """Numbered stages with their time, logged (INFO) as the run goes."""
 
-    def __init__(self, n: int, echo=print):
-        self.n, self.i, self.echo = n, 0, echo
+    def __init__(self, n: int):
+        self.n, self.i = n, 0
         self.started = time.perf_counter()
 
     def stage(self, text: str) -> None:
         self.i += 1
-        self.echo(f"[{self.i}/{self.n}] {text}  (t={time.perf_counter() - self.started:.0f} s)", flush=True)
+        log.info(f"[{self.i}/{self.n}] {text}  (t={time.perf_counter() - self.started:.0f} s)")
 
 
 def run_demo(
@@ -73,14 +76,18 @@ def run_demo(
     accelerator: str = "auto",
     echo=print,
 ) -> dict:
-    """Run the demo and write its results into ``out``; returns the figures of ``metrics.json``."""
+    """Run the demo and write its results into ``out``; returns the figures of ``metrics.json``.
+
+    Its stages are logged (INFO, see ``spatial_mg.settings.verbosity``); ``echo`` gets the
+    closing line that says where the report is.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
 
     config = config or DemoConfig()
     with OutputFolder(out, overwrite=overwrite, inputs=[data_dir]) as folder:
-        progress = _Progress(7, echo)
+        progress = _Progress(7)
 
         progress.stage("writing the synthetic sections in their real formats (spaceranger outs/, imzML)")
         files, peaks, truth = _demo_files(config, Path(data_dir) if data_dir else default_cache())

@@ -7,6 +7,8 @@ line maps its flags onto these functions one to one.
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
@@ -16,18 +18,21 @@ import mudata as md
 
 import pandas as pd
 
-from .._constants import SECTION_KEY, STD_LAYER
-from .._validation import existing_dir, existing_file
+from .._constants import MODEL_STD_LAYER, SECTION_KEY, STD_LAYER
+from .._errors import RegistrationFailedError
+from .._validation import existing_file
 from ._align import align_section
 from ._evaluate import evaluate_prediction
+from ._model_folder import MODEL_DIR, load_models, save_models
 from ._outputs import OutputFolder
 from ._predict import predict_section, predictions_spatialdata
 from ._sections import Section, read_peak_list, read_section
 from ._stack import stack_sections
-from ._train import train_model
+from ._train import check_training_options, train_model
 
 PAIRS_FILE = "pairs.h5mu"
-MODEL_DIR = "model"
+
+log = logging.getLogger(__name__)
 
 
 def run_align(
@@ -44,6 +49,8 @@ def run_align(
     strategy: str = "spot_mean",
     msi_scale: str = "log1p",
     device: str | None = None,
+    normalize: str | None = None,
+    strict: bool = False,
     overwrite: bool = False,
     echo=print,
 ) -> Section:
@@ -52,20 +59,34 @@ def run_align(
     Writes ``pairs.h5mu``, ``registration.json``, ``registration.png`` (the overlay) and
     ``spatialdata.zarr`` (spots, pixels and the registration). ``mz_bins`` is a peak list
     file or the m/z values; ``landmarks`` a csv (``msi_x, msi_y, rna_x, rna_y`` in
-    micrometres) or its table, which registers by landmarks instead of moscot. The other
-    arguments are those of :func:`read_section` and :func:`align_section`.
+    micrometres) or its table, which registers by landmarks instead of moscot.
+    ``normalize`` (``None``, ``"tic"``, ``"rms"``) divides each MSI pixel by its total ion
+    count or spectrum RMS. ``strict``: a registration of low confidence raises
+    :class:`~spatial_mg.RegistrationFailedError` with the QC's reasons, and nothing is
+    written. The other arguments are those of :func:`read_section` and :func:`align_section`.
     """
     from .. import align, pl
 
     with OutputFolder(out, overwrite=overwrite, inputs=[visium, msi, mz_bins, landmarks]) as folder:
         if isinstance(mz_bins, (str, PathLike)):
             mz_bins = read_peak_list(mz_bins)
-        section = read_section(visium, msi, name=name, mz_bins=mz_bins, ppm=ppm, bin_width=bin_width, pixel_size_um=pixel_size_um)
+        section = read_section(
+            visium, msi, name=name, mz_bins=mz_bins, ppm=ppm, bin_width=bin_width, pixel_size_um=pixel_size_um, normalize=normalize
+        )
         if isinstance(landmarks, (str, PathLike)):
             landmarks = _read_file(pd.read_csv, landmarks, "landmarks csv", "a csv with columns msi_x, msi_y, rna_x, rna_y (um)")
         method = "moscot" if landmarks is None else "landmarks"
-        section = align_section(section, method=method, landmarks=landmarks, strategy=strategy, msi_scale=msi_scale, device=device)
+        with warnings.catch_warnings():
+            if strict:  # a low confidence is an error below, which names the reasons: not a warning first
+                warnings.filterwarnings("ignore", message="Pairing with a low-confidence registration")
+            section = align_section(section, method=method, landmarks=landmarks, strategy=strategy, msi_scale=msi_scale, device=device)
         reg = section.registration
+        if strict and reg.qc.confidence == "low":
+            raise RegistrationFailedError(
+                f"{section.name}: the registration's confidence is low ({reg.qc.reason}); strict mode writes nothing. "
+                "Check the overlay of a run without --strict, the MSI pixel size and that both files are of this "
+                "section, or register with --landmarks."
+            )
         folder.write_h5mu(PAIRS_FILE, section.pairs)
         folder.write_text("registration.json", reg.to_json())
         folder.save_figure("registration.png", pl.registration(section.rna, section.msi, reg))
@@ -85,6 +106,13 @@ def run_train(
     batch_size: int | None = None,
     accelerator: str = "auto",
     seed: int = 0,
+    batch_key: str | None = None,
+    fusion: str | None = None,
+    batch_mmd_weight: float | None = None,
+    modality_mmd_weight: float | None = None,
+    checkpoint_dir: str | PathLike | None = None,
+    resume: bool = False,
+    n_models: int = 1,
     overwrite: bool = False,
     echo=print,
 ):
@@ -92,8 +120,21 @@ def run_train(
 
     Each file's section is named by its spots' ``obs["section"]`` (set when it was read),
     else by the folder holding the file; two files of one section are an error. Writes the
-    model folder and ``history.csv``. The other arguments are those of :func:`train_model`.
+    model folder and ``history.csv`` (the first model's epochs).
+
+    ``n_models`` > 1 trains an ensemble with seeds ``seed, seed + 1, ...``: the first in
+    ``out/model``, the others in ``out/model_seed<k>``, listed in ``out/ensemble.json``;
+    :func:`run_predict` given ``out`` predicts with all of them
+    (:func:`spatial_mg.model.predict_ensemble`). Their checkpoints go to
+    ``checkpoint_dir/seed<k>``. The other arguments are those of :func:`train_model`.
+
+    Returns
+    -------
+    The trained model; for an ensemble, the list of models.
     """
+    if isinstance(n_models, bool) or not isinstance(n_models, int) or n_models < 1:
+        raise ValueError(f"n_models must be a whole number >= 1, not {n_models!r}")
+    check_training_options(batch_key=batch_key, batch_mmd_weight=batch_mmd_weight, checkpoint_dir=checkpoint_dir, resume=resume)
     with OutputFolder(out, overwrite=overwrite, inputs=pairs) as folder:
         by_section: dict[str, md.MuData] = {}
         for path in pairs:
@@ -106,12 +147,26 @@ def run_train(
                 )
             by_section[name] = mdata
         stacked = stack_sections(by_section)
-        model = train_model(stacked, n_latent=n_latent, seed=seed, max_epochs=max_epochs, batch_size=batch_size, accelerator=accelerator)
-        model.save(folder.file(MODEL_DIR), overwrite=True)
-        folder.write_csv("history.csv", model.history)
-    echo(f"trained on {stacked.n_obs} paired spots of {len(by_section)} section(s) for {len(model.history)} epochs; "
-         f"model in {folder.path / MODEL_DIR}")
-    return model
+        common = dict(n_latent=n_latent, max_epochs=max_epochs, batch_size=batch_size, accelerator=accelerator,
+                      batch_key=batch_key, fusion=fusion, batch_mmd_weight=batch_mmd_weight,
+                      modality_mmd_weight=modality_mmd_weight, resume=resume)
+        models = []
+        for k in range(seed, seed + n_models):
+            if n_models > 1:
+                log.info(f"training model {k - seed + 1} of {n_models} (seed {k})")
+            checkpoints = checkpoint_dir if checkpoint_dir is None or n_models == 1 else Path(checkpoint_dir) / f"seed{k}"
+            models.append(train_model(stacked, seed=k, checkpoint_dir=checkpoints, **common))
+        names = save_models(folder, models)
+        folder.write_csv("history.csv", models[0].history)
+    epochs = ", ".join(str(len(m.history)) for m in models)
+    where = f"model in {folder.path / MODEL_DIR}" if n_models == 1 else f"models in {folder.path} ({', '.join(names)})"
+    echo(f"trained {_models_text(n_models, seed)} on {stacked.n_obs} paired spots of {len(by_section)} section(s) "
+         f"for {epochs} epochs; {where}")
+    return models[0] if n_models == 1 else models
+
+
+def _models_text(n_models: int, seed: int) -> str:
+    return "the model" if n_models == 1 else f"{n_models} models (seeds {seed} to {seed + n_models - 1})"
 
 
 def _section_of(mdata: md.MuData, path: Path) -> str:
@@ -134,32 +189,33 @@ def run_predict(
 ) -> ad.AnnData:
     """Predict the metabolites (mean and std) of an RNA-only section; write ``predicted.h5ad`` and ``predicted.zarr``.
 
-    ``model`` is the folder written by :func:`run_train` (or the model folder inside it);
+    ``model`` is the folder written by :func:`run_train` (or a model folder inside it); an
+    ensemble's folder predicts with the mixture of all its models (the spread of their
+    means in ``layers["model_std"]``, part of ``layers["std"]``);
     the section comes as a spaceranger ``visium`` outs folder or an ``rna`` .h5ad (raw
     counts, ``obsm["spatial"]`` in micrometres). ``name`` is the section's identity
     (default: the folder holding ``outs/``); :func:`run_evaluate` checks it against the
     measured section's.
     """
-    from ..model import PoEVAE
+    from ..model import predict_ensemble
 
     if (visium is None) == (rna is None):
         raise ValueError("Give the RNA-only section once: visium=<outs folder> or rna=<file.h5ad>.")
     with OutputFolder(out, overwrite=overwrite, inputs=[model, visium, rna]) as folder:
-        model_dir = existing_dir(model, "model folder")
-        if (model_dir / MODEL_DIR).is_dir():
-            model_dir = model_dir / MODEL_DIR
-        trained = PoEVAE.load(model_dir, accelerator=accelerator)
+        trained = load_models(model, accelerator=accelerator)
         if visium is not None:
             spots = read_section(visium, name=name).rna
         else:
             spots = _read_file(ad.read_h5ad, rna, "RNA file", "an .h5ad of spots x genes (raw counts)")
             if name is not None:
                 spots.obs[SECTION_KEY] = pd.Categorical([name] * spots.n_obs)
-        pred = predict_section(trained, spots)
+        pred = predict_section(trained[0], spots) if len(trained) == 1 else predict_ensemble(trained, spots)
         folder.write_h5ad("predicted.h5ad", pred)
         if "spatial" in pred.obsm:
             folder.write_spatialdata("predicted.zarr", predictions_spatialdata(pred, section=spots))
-    echo(f"predicted {pred.n_vars} metabolites for {pred.n_obs} spots (mean in X, std in layers['{STD_LAYER}']); "
+    spread = "" if len(trained) == 1 else f", the models' spread in layers['{MODEL_STD_LAYER}']"
+    by = "" if len(trained) == 1 else f" with an ensemble of {len(trained)} models"
+    echo(f"predicted {pred.n_vars} metabolites for {pred.n_obs} spots{by} (mean in X, std in layers['{STD_LAYER}']{spread}); "
          f"results in {folder.path}")
     return pred
 

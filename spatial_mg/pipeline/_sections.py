@@ -55,6 +55,7 @@ def read_section(
     ppm: float = 10.0,
     bin_width: float | None = None,
     pixel_size_um: float | None = None,
+    normalize: str | None = None,
 ) -> Section:
     """Read a section's spots (spaceranger outs, or SpatialData) and, if given, its MSI.
 
@@ -79,6 +80,9 @@ def read_section(
     pixel_size_um
         MSI raster step in micrometres: required for a csv export (it records none),
         overrides the imzML's own; not for a SpatialData (its table records it).
+    normalize
+        ``None``, ``"tic"`` or ``"rms"``: divide each MSI pixel by its total ion count or
+        the root mean square of its spectrum (see :func:`spatial_mg.io.read_imzml`).
 
     Returns
     -------
@@ -101,7 +105,9 @@ def read_section(
         rna = read_visium(visium)
         name = name or visium.resolve().parent.name
     rna.obs[SECTION_KEY] = pd.Categorical([name] * rna.n_obs)
-    msi_data = None if msi is None else _read_msi(msi, mz_bins=mz_bins, ppm=ppm, bin_width=bin_width, pixel_size_um=pixel_size_um)
+    msi_data = None if msi is None else _read_msi(
+        msi, mz_bins=mz_bins, ppm=ppm, bin_width=bin_width, pixel_size_um=pixel_size_um, normalize=normalize
+    )
     if msi_data is not None:
         msi_data.obs[SECTION_KEY] = pd.Categorical([name] * msi_data.n_obs)
         msi_data.uns[UNS_KEY] = {**msi_data.uns.get(UNS_KEY, {}), **acquisition}
@@ -131,24 +137,24 @@ def _spatialdata(source) -> SpatialData | None:
         ) from err
 
 
-def _read_msi(msi, *, mz_bins, ppm: float, bin_width: float | None, pixel_size_um: float | None) -> ad.AnnData:
+def _read_msi(msi, *, mz_bins, ppm: float, bin_width: float | None, pixel_size_um: float | None, normalize=None) -> ad.AnnData:
     """The MSI pixels from an imzML file, an SMA csv export or a SpatialData."""
     from ..io import msi_from_spatialdata, read_imzml, read_sma_csv
 
     stored = _spatialdata(msi)
     if stored is not None:
-        if pixel_size_um is not None:
+        if pixel_size_um is not None or normalize is not None:
             raise ValueError(
-                "pixel_size_um is for imzML and csv files: a SpatialData's MSI table holds micrometres and records "
-                "its pixel size. Drop pixel_size_um."
+                "pixel_size_um and normalize are for imzML and csv files: a SpatialData's MSI table holds "
+                "micrometres, records its pixel size and is read as stored. Drop them."
             )
         return msi_from_spatialdata(stored)
     msi = Path(msi)
     kind = MSI_SUFFIXES.get(msi.suffix.lower())
     if kind == "imzML":
-        return read_imzml(msi, mz_bins=mz_bins, ppm=ppm, bin_width=bin_width, pixel_size_um=pixel_size_um)
+        return read_imzml(msi, mz_bins=mz_bins, ppm=ppm, bin_width=bin_width, pixel_size_um=pixel_size_um, normalize=normalize)
     if kind == "SMA csv":
-        return read_sma_csv(msi, pixel_size_um=pixel_size_um)
+        return read_sma_csv(msi, pixel_size_um=pixel_size_um, normalize=normalize)
     raise ValueError(
         f"'{msi}' is neither an .imzML file, an SMA .csv export nor a SpatialData .zarr store; give one of those as the MSI file."
     )

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from os import PathLike
+
+import logging
+
 import mudata as md
 
 from .._constants import PAIRED_LIKELIHOODS
+from .._settings import settings as package_settings
 
 
 def train_model(
@@ -16,7 +21,12 @@ def train_model(
     batch_size: int | None = None,
     accelerator: str = "auto",
     batch_key: str | None = None,
-    progress_bar: bool = True,
+    fusion: str | None = None,
+    batch_mmd_weight: float | None = None,
+    modality_mmd_weight: float | None = None,
+    checkpoint_dir: str | PathLike | None = None,
+    resume: bool = False,
+    progress_bar: bool | None = None,
 ):
     """Set up, build and train a :class:`spatial_mg.PoEVAE` on paired spots.
 
@@ -32,11 +42,23 @@ def train_model(
     max_epochs, batch_size
         ``None``: the model's defaults (epochs from the data size, with early stopping).
     accelerator
-        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        ``"auto"``, ``"cpu"``, ``"gpu"`` or ``"cuda"``.
     batch_key
         Obs column to use as the batch covariate (e.g. ``"section"``); ``None``: none.
+    fusion
+        ``"poe"`` (product of experts) or ``"moe"`` (mixture); ``None``: the model's default.
+    batch_mmd_weight
+        Weight of the MMD that aligns the batches of ``batch_key`` in the latent (needs
+        ``batch_key``); ``None``: the model's default (none).
+    modality_mmd_weight
+        Weight of the MMD between the RNA and MSI latents of each spot; ``None``: the
+        model's default (none).
+    checkpoint_dir, resume
+        Write ``last.ckpt`` there after every epoch; ``resume`` continues from it (see
+        :meth:`spatial_mg.PoEVAE.train`).
     progress_bar
-        Show a bar over epochs.
+        Show a bar over epochs; ``None``: while ``spatial_mg.settings.verbosity`` shows
+        INFO (not with ``spatial-mg --quiet``).
 
     Returns
     -------
@@ -44,8 +66,31 @@ def train_model(
     """
     from ..model import PoEVAE
 
+    check_training_options(batch_key=batch_key, batch_mmd_weight=batch_mmd_weight, checkpoint_dir=checkpoint_dir, resume=resume)
+    if progress_bar is None:
+        progress_bar = package_settings.verbosity <= logging.INFO
     PoEVAE.setup_mudata(pairs, likelihoods=PAIRED_LIKELIHOODS, batch_key=batch_key)
-    model = PoEVAE(pairs, seed=seed, **({} if n_latent is None else {"n_latent": n_latent}))
-    given = {"max_epochs": max_epochs, "batch_size": batch_size}
-    model.train(accelerator=accelerator, progress_bar=progress_bar, **{k: v for k, v in given.items() if v is not None})
+    architecture = {"n_latent": n_latent, "fusion": fusion, "batch_mmd_weight": batch_mmd_weight,
+                    "modality_mmd_weight": modality_mmd_weight}
+    model = PoEVAE(pairs, seed=seed, **_given(architecture))
+    training = {"max_epochs": max_epochs, "batch_size": batch_size, "checkpoint_dir": checkpoint_dir}
+    model.train(accelerator=accelerator, progress_bar=progress_bar, resume=resume, **_given(training))
     return model
+
+
+def check_training_options(*, batch_key: str | None, batch_mmd_weight: float | None, checkpoint_dir, resume: bool) -> None:
+    """Refuse options that would be silently ignored: checked before any data are read."""
+    if batch_mmd_weight and batch_key is None:
+        raise ValueError(
+            f"batch_mmd_weight={batch_mmd_weight} (--batch-mmd-weight) aligns batches, and no batch_key names them: "
+            "give batch_key (--batch-key), e.g. 'section', or leave the weight at 0."
+        )
+    if resume and checkpoint_dir is None:
+        raise ValueError(
+            "resume (--resume) needs checkpoint_dir (--checkpoint-dir): the folder whose last.ckpt to continue from."
+        )
+
+
+def _given(values: dict) -> dict:
+    """The values that were given: None leaves the model's own default in place."""
+    return {k: v for k, v in values.items() if v is not None}

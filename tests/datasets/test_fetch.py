@@ -136,17 +136,19 @@ def test_a_wrong_checksum_fails_loudly_and_caches_nothing(tmp_path):
     assert not (root / "downloads" / archive.name).exists() and not (root / "unpacked").exists()
 
 
-def test_an_unknown_checksum_is_computed_printed_recorded_and_then_enforced(tmp_path, capsys):
+def test_an_unknown_checksum_is_computed_logged_recorded_and_then_enforced(tmp_path, caplog):
+    caplog.set_level("INFO", logger="spatial_mg")
     archive = _mendeley_zip(tmp_path)
     manifest = load_manifest(_manifest(tmp_path / "m", "sma_test", archive, None, unpack_nested=True))
     root = fetch(manifest, cache_dir=tmp_path / "cache", progress=False)
     digest = _sha256(archive)
-    assert digest in capsys.readouterr().out
+    assert digest in caplog.text
+    caplog.clear()
     record = json.loads((root / "checksums.json").read_text())
     assert record[archive.name]["sha256"] == digest and record[archive.name]["size_bytes"] == archive.stat().st_size
 
     fetch(manifest, cache_dir=tmp_path / "cache", progress=False)  # cached and matching: nothing new to say
-    assert digest not in capsys.readouterr().out
+    assert digest not in caplog.text
 
     # The repository now serves other bytes under the same name: the recorded checksum catches it.
     (root / "downloads" / archive.name).unlink()
@@ -165,12 +167,12 @@ def test_a_wrong_size_removes_the_download(tmp_path):
     assert not (tmp_path / "cache" / "sma_test" / "downloads" / archive.name).exists()
 
 
-def test_a_section_that_the_record_lacks_is_named_with_those_it_has(tmp_path, capsys):
+def test_a_section_that_the_record_lacks_is_named_with_those_it_has(tmp_path, caplog):
     archive = _mendeley_zip(tmp_path)
     manifest = load_manifest(_manifest(tmp_path / "m", "sma_test", archive, None, unpack_nested=True))
     with pytest.raises(ValueError, match=f"No section 'V11L12-038_A1'.*sections found: {SECTION}"):
         fetch(manifest, section="V11L12-038_A1", cache_dir=tmp_path / "cache", progress=False)
-    assert "only downloadable whole" in capsys.readouterr().out
+    assert "only downloadable whole" in caplog.text
     assert fetch(manifest, section=SECTION, cache_dir=tmp_path / "cache", progress=False).is_dir()
 
 
