@@ -112,14 +112,18 @@ def _build_parser() -> argparse.ArgumentParser:
 
     align = sub.add_parser("align", help="register an MSI section onto its Visium section and pair them")
     _config(align)
-    align.add_argument("--visium", help="spaceranger outs/ folder")
+    align.add_argument("--visium", help="spaceranger outs/ folder, or a SpatialData .zarr store (spatialdata-io's)")
     align.add_argument("--name", help="the section's name (default: the folder holding outs/)")
-    align.add_argument("--msi", help=".imzML file (with its .ibd) or SMA .csv export")
+    align.add_argument("--msi", help=".imzML file (with its .ibd), SMA .csv export, or a SpatialData .zarr (msi_table)")
     align.add_argument("--mz-bins", help="peak list: a csv with an 'mz' column, or a text file of m/z values")
     align.add_argument("--ppm", type=_above(0.0), default=10.0, help="peak tolerance in ppm (default 10)")
     align.add_argument("--bin-width", type=_above(0.0), help="uniform m/z bins of this width instead of a peak list")
     align.add_argument("--pixel-size-um", type=_above(0.0), help="MSI raster step in um (required for csv exports)")
-    align.add_argument("--landmarks", help="csv of point pairs (MSI x, y -> Visium x, y in um) instead of moscot")
+    align.add_argument(
+        "--landmarks",
+        help="csv of point pairs instead of moscot: msi_x, msi_y, rna_x, rna_y in um, or an SMA/MAGPIE "
+        "landmarks_noHE.csv as published (X_left, Y_left on the MSI grid; X_right, Y_right in Visium hires pixels)",
+    )
     align.add_argument(
         "--normalize",
         default="none",
@@ -156,6 +160,12 @@ def _build_parser() -> argparse.ArgumentParser:
         default=1,
         help="train an ensemble of this many models (seeds SEED, SEED+1, ...); predict uses all (default 1)",
     )
+    train.add_argument(
+        "--mix-matrices",
+        action="store_true",
+        help="train on sections of different MALDI matrices or ion modes (refused by default: they measure "
+        "different molecules)",
+    )
     train.add_argument("--batch-key", help="obs column of the batch covariate, e.g. section (default: none)")
     train.add_argument("--fusion", choices=FUSIONS, default=defaults["fusion"], help=f"how the modalities' posteriors combine (default {defaults['fusion']})")
     train.add_argument(
@@ -177,7 +187,7 @@ def _build_parser() -> argparse.ArgumentParser:
     predict = sub.add_parser("predict", help="predict metabolite maps of an RNA-only section")
     _config(predict)
     predict.add_argument("--model", help="model folder written by 'spatial-mg train'")
-    predict.add_argument("--visium", help="spaceranger outs/ folder of the RNA-only section")
+    predict.add_argument("--visium", help="spaceranger outs/ folder of the RNA-only section, or its SpatialData .zarr store")
     predict.add_argument("--rna", help="or: an .h5ad of spots x genes (raw counts, obsm['spatial'] in um)")
     predict.add_argument("--name", help="the section's name (default: the folder holding outs/); evaluate checks it")
     _accelerator(predict)
@@ -339,6 +349,7 @@ def _train(args: argparse.Namespace) -> int:
         checkpoint_dir=args.checkpoint_dir,
         resume=args.resume,
         n_models=args.n_models,
+        mix_matrices=args.mix_matrices,
         overwrite=args.overwrite,
     )
     return 0

@@ -464,6 +464,7 @@ class PoEVAE:
         if modality is not None and modality not in self.registry.modalities:
             raise KeyError(f"unknown modality {modality!r}; the model has {self.registry.names}")
         check_integer("batch_size", batch_size, 1)
+        mdata = _spots_of(mdata, modality)
         host = self._read(mdata, modality)
         self.module.eval()
         out = [self.module.latent_mean(batch, modality) for batch in self._batches(host, batch_size)]
@@ -530,8 +531,8 @@ class PoEVAE:
         Parameters
         ----------
         query
-            AnnData of one modality (e.g. RNA only) or MuData with any subset of the
-            modalities. Features are matched by name: reordered or extra features are
+            AnnData of one modality (e.g. RNA only), its SpatialData (e.g. from
+            ``spatialdata_io.visium``), or MuData with any subset of the modalities. Features are matched by name: reordered or extra features are
             fine, missing ones are an error. Covariate categories must be known (else map
             the query with :meth:`load_query_data` first).
         target
@@ -567,6 +568,7 @@ class PoEVAE:
         check_integer("n_samples", n_samples, 1)
         check_integer("batch_size", batch_size, 1)
         check_number("library_size", library_size, 0, low_open=True, optional=True)
+        query = _spots_of(query, modality)
         host = self._read(query, modality, exclude=target)
         device = self.device
         self.module.eval()
@@ -728,6 +730,15 @@ class PoEVAE:
             host = read_data(ref_data, query_registry, what="reference data", require_all=False).concat(host)
         model = cls.__new__(cls)
         return model._assemble(query_registry, module, config, ref.seed, host, query_mdata, frozen=not query_in_train)
+
+
+def _spots_of(data, modality: str | None):
+    """A SpatialData section as the AnnData of its spots (or of its MSI pixels for ``modality="msi"``); other data as given."""
+    from ..io._spatialdata import as_anndata, is_spatialdata
+
+    if data is None or not is_spatialdata(data):
+        return data
+    return as_anndata(data, "msi" if modality == "msi" else "rna", load_images=False)
 
 
 def _spatial_of(query, names: pd.Index) -> np.ndarray | None:

@@ -35,7 +35,8 @@ def align_section(
     method, landmarks, transform, device
         As for :func:`spatial_mg.align.register`: ``"moscot"`` (optimal transport on the
         tissue geometry) or ``"landmarks"`` with ``landmarks`` (a DataFrame ``msi_x, msi_y,
-        rna_x, rna_y`` in micrometres, or two arrays); a ``"similarity"`` or ``"affine"``
+        rna_x, rna_y`` in micrometres, an SMA/MAGPIE landmark table ``X_left, Y_left,
+        X_right, Y_right`` as published, or two arrays); a ``"similarity"`` or ``"affine"``
         transform; the JAX device of moscot.
     strategy
         How a spot gathers its pixels (:func:`spatial_mg.align.pair`): ``"spot_mean"``,

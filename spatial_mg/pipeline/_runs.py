@@ -59,7 +59,8 @@ def run_align(
     Writes ``pairs.h5mu``, ``registration.json``, ``registration.png`` (the overlay) and
     ``spatialdata.zarr`` (spots, pixels and the registration). ``mz_bins`` is a peak list
     file or the m/z values; ``landmarks`` a csv (``msi_x, msi_y, rna_x, rna_y`` in
-    micrometres) or its table, which registers by landmarks instead of moscot.
+    micrometres, or an SMA/MAGPIE ``landmarks_noHE.csv`` as published) or its table, which
+    registers by landmarks instead of moscot.
     ``normalize`` (``None``, ``"tic"``, ``"rms"``) divides each MSI pixel by its total ion
     count or spectrum RMS. ``strict``: a registration of low confidence raises
     :class:`~spatial_mg.RegistrationFailedError` with the QC's reasons, and nothing is
@@ -74,7 +75,7 @@ def run_align(
             visium, msi, name=name, mz_bins=mz_bins, ppm=ppm, bin_width=bin_width, pixel_size_um=pixel_size_um, normalize=normalize
         )
         if isinstance(landmarks, (str, PathLike)):
-            landmarks = _read_file(pd.read_csv, landmarks, "landmarks csv", "a csv with columns msi_x, msi_y, rna_x, rna_y (um)")
+            landmarks = _read_file(pd.read_csv, landmarks, "landmarks csv", "a csv with columns msi_x, msi_y, rna_x, rna_y (um), or X_left, Y_left, X_right, Y_right as the SMA files have")
         method = "moscot" if landmarks is None else "landmarks"
         with warnings.catch_warnings():
             if strict:  # a low confidence is an error below, which names the reasons: not a warning first
@@ -113,6 +114,7 @@ def run_train(
     checkpoint_dir: str | PathLike | None = None,
     resume: bool = False,
     n_models: int = 1,
+    mix_matrices: bool = False,
     overwrite: bool = False,
     echo=print,
 ):
@@ -126,7 +128,9 @@ def run_train(
     ``out/model``, the others in ``out/model_seed<k>``, listed in ``out/ensemble.json``;
     :func:`run_predict` given ``out`` predicts with all of them
     (:func:`spatial_mg.model.predict_ensemble`). Their checkpoints go to
-    ``checkpoint_dir/seed<k>``. The other arguments are those of :func:`train_model`.
+    ``checkpoint_dir/seed<k>``. ``mix_matrices`` lets sections of different MALDI matrices
+    or ion modes train together (see :func:`stack_sections`). The other arguments are
+    those of :func:`train_model`.
 
     Returns
     -------
@@ -146,7 +150,7 @@ def run_train(
                     "or name the sections apart when aligning (--name)."
                 )
             by_section[name] = mdata
-        stacked = stack_sections(by_section)
+        stacked = stack_sections(by_section, mix_matrices=mix_matrices)
         common = dict(n_latent=n_latent, max_epochs=max_epochs, batch_size=batch_size, accelerator=accelerator,
                       batch_key=batch_key, fusion=fusion, batch_mmd_weight=batch_mmd_weight,
                       modality_mmd_weight=modality_mmd_weight, resume=resume)

@@ -98,3 +98,28 @@ def test_read_section_from_zarr_stores(visium_sdata, written, aligned, tmp_path)
     (tmp_path / "broken.zarr" / "zarr.json").write_text("{")
     with pytest.raises(ValueError, match="broken.zarr' cannot be read as a SpatialData zarr store"):
         read_section(tmp_path / "broken.zarr")
+
+
+def test_the_model_predicts_from_a_spatialdata_section(tmp_path):
+    import warnings
+
+    import numpy as np
+    import spatialdata_io
+
+    from spatial_mg.io import section_from_spatialdata
+    from spatial_mg.model import PoEVAE
+    from spatial_mg.sim import paired_truth, synthetic_vicari
+
+    data = synthetic_vicari(n_sections=2, n_spots=150, n_genes=40, n_metabolites=5, seed=3)
+    data.write(tmp_path / "d")
+    pairs = paired_truth(data, sections=[0], seed=1)
+    PoEVAE.setup_mudata(pairs, likelihoods={"rna": "nb", "msi": "gaussian"})
+    model = PoEVAE(pairs, n_latent=4, n_hidden=16).train(max_epochs=3, progress_bar=False, accelerator="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sdata = spatialdata_io.visium(tmp_path / "d" / "S2" / "outs", dataset_id="S2")
+    from_sdata = model.predict(sdata, target="msi")
+    from_anndata = model.predict(section_from_spatialdata(sdata, load_images=False), target="msi")
+    np.testing.assert_array_equal(from_sdata.X, from_anndata.X)
+    assert "spatial" in from_sdata.obsm
+    assert model.get_latent_representation(sdata, modality="rna").shape == (from_sdata.n_obs, 4)
