@@ -34,6 +34,9 @@ from ._msi import N_NOISE_PEAKS, MsiRaster, noise_peak_intensities, observe_inte
 from ._tissue import SectionPose, TissueModel
 from ._visium_grid import grid_spots, grid_to_um, spot_barcodes
 
+# metabolite_means.layers: the expected intensity given the spot's cell states alone (the
+# section's own field averaged out): what the best RNA-only predictor can reach
+FROM_STATES_LAYER = "from_states"
 _SPOT_AREA_UM2 = VISIUM_PITCH_UM**2 * np.sqrt(3) / 2  # one hexagonal grid cell
 _IMAGE_MARGIN_UM = 700.0  # fiducial frame and glass around the capture area
 
@@ -293,6 +296,7 @@ def _section(
         X=section_effect(section_scale * tissue.metabolite_mean(v, met_field)).astype(np.float32),
         obs=rna.obs[[SECTION_KEY, DOMAIN_KEY]].copy(),
         var=var_truth.copy(),
+        layers={FROM_STATES_LAYER: section_effect(section_scale * tissue.metabolite_mean_from_states(v)).astype(np.float32)},
     )
     means.obsm[SPATIAL_KEY] = rna.obsm[SPATIAL_KEY].copy()
     means.obsm[STATE_PROPORTIONS_KEY] = rna.obsm[STATE_PROPORTIONS_KEY].copy()
