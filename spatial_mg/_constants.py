@@ -9,6 +9,8 @@ UNS_KEY = "spatial_mg"  # uns: provenance and units written by spatial_mg
 RAW_LAYER = "raw"  # layers: raw MSI intensities kept when X is normalised
 STD_LAYER = "std"  # layers: predictive standard deviation
 MODEL_STD_LAYER = "model_std"  # layers: spread of an ensemble's means (part of "std")
+UNCALIBRATED_STD_LAYER = "std_uncalibrated"  # layers: the model's own std, where "std" is calibrated across sections
+LOWER_LAYER, UPPER_LAYER = "lower", "upper"  # layers: a predictive interval (predict(interval=...))
 DOMAIN_KEY = "domain"  # obs: spatial domain label (synthetic ground truth)
 SECTION_KEY = "section"  # obs: section / sample identifier
 STATE_PROPORTIONS_KEY = "cell_state_proportions"  # obsm: cell-state mixture per spot (synthetic ground truth)
@@ -38,6 +40,7 @@ SETUP_UNS_KEY = "_spatial_mg_setup"  # uns of a set-up MuData: the setup record,
 NORMALIZE_TARGET_SUM = 1e4  # counts per cell for "normalised expression" (scanpy's habit)
 MODEL_WEIGHTS_FILE = "model.pt"  # in a saved model folder: weights and init arguments
 MODEL_REGISTRY_FILE = "registry.json"  # in a saved model folder: what setup_mudata recorded
+MODEL_CALIBRATION_FILE = "calibration.json"  # in a saved model folder: intervals calibrated across sections
 CHECKPOINT_FILE = "last.ckpt"  # in a checkpoint folder: the last finished epoch
 
 # --- Registration (spatial_mg.align) ----------------------------------------------------

@@ -166,7 +166,18 @@ def _build_parser() -> argparse.ArgumentParser:
         help="train on sections of different MALDI matrices or ion modes (refused by default: they measure "
         "different molecules)",
     )
-    train.add_argument("--batch-key", help="obs column of the batch covariate, e.g. section (default: none)")
+    train.add_argument(
+        "--batch-key",
+        default="auto",
+        help="obs column of the batch covariate (default auto: the section, when training on two or more sections; "
+        "'none' for no batch covariate)",
+    )
+    train.add_argument(
+        "--no-calibration",
+        dest="calibrate",
+        action="store_false",
+        help="skip calibrating the intervals across sections (which trains one more model per section)",
+    )
     train.add_argument("--fusion", choices=FUSIONS, default=defaults["fusion"], help=f"how the modalities' posteriors combine (default {defaults['fusion']})")
     train.add_argument(
         "--batch-mmd-weight",
@@ -342,7 +353,8 @@ def _train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         accelerator=args.accelerator,
         seed=args.seed,
-        batch_key=args.batch_key,
+        batch_key=None if args.batch_key in (None, "none") else args.batch_key,
+        calibrate=args.calibrate,
         fusion=args.fusion,
         batch_mmd_weight=args.batch_mmd_weight,
         modality_mmd_weight=args.modality_mmd_weight,

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._constants import NORMALIZE_TARGET_SUM, SPATIAL_KEY, UNS_KEY
+from .._constants import NORMALIZE_TARGET_SUM, SECTION_KEY, SPATIAL_KEY, UNS_KEY
 
 RIDGE_ALPHAS = np.logspace(-2, 5, 15)
 
@@ -36,12 +36,24 @@ def log_normalize(counts) -> np.ndarray:
     return np.log1p(scaled.toarray() if sp.issparse(scaled) else scaled)
 
 
-def _pca_features(train_rna, test_rna, n_pcs, layer):
+def _smoothed(adata: ad.AnnData, counts, smooth_um: float | None):
+    """Counts averaged over each spot's neighbourhood (within ``smooth_um``, per section), or as they are."""
+    if smooth_um is None:
+        return counts
+    from .._neighbourhood import neighbourhood_mean
+
+    if SPATIAL_KEY not in adata.obsm:
+        raise KeyError(f"smooth_um needs the spots' micrometres in obsm[{SPATIAL_KEY!r}].")
+    groups = adata.obs[SECTION_KEY].to_numpy() if SECTION_KEY in adata.obs else None
+    return neighbourhood_mean(counts, np.asarray(adata.obsm[SPATIAL_KEY]), smooth_um, groups)
+
+
+def _pca_features(train_rna, test_rna, n_pcs, layer, smooth_um=None):
     from sklearn.decomposition import PCA
 
     genes = train_rna.var_names
-    x_train = log_normalize(_counts(train_rna, layer))
-    x_test = log_normalize(_counts(test_rna, layer, genes))
+    x_train = log_normalize(_smoothed(train_rna, _counts(train_rna, layer), smooth_um))
+    x_test = log_normalize(_smoothed(test_rna, _counts(test_rna, layer, genes), smooth_um))
     pca = PCA(n_components=min(n_pcs, *x_train.shape), random_state=0).fit(x_train)
     return pca.transform(x_train), pca.transform(x_test)
 
@@ -62,7 +74,14 @@ def _as_anndata(pred: np.ndarray, test_rna: ad.AnnData, features: pd.Index, meth
     return out
 
 
-def predict_ridge(train_rna: ad.AnnData, train_target, test_rna: ad.AnnData, n_pcs: int = 50, layer: str | None = None) -> ad.AnnData:
+def predict_ridge(
+    train_rna: ad.AnnData,
+    train_target,
+    test_rna: ad.AnnData,
+    n_pcs: int = 50,
+    layer: str | None = None,
+    smooth_um: float | None = None,
+) -> ad.AnnData:
     """Ridge regression of the target on ``n_pcs`` PCs of log-normalised RNA.
 
     Parameters
@@ -77,6 +96,10 @@ def predict_ridge(train_rna: ad.AnnData, train_target, test_rna: ad.AnnData, n_p
         PCA components.
     layer
         Layer of the counts in both RNA AnnData.
+    smooth_um
+        Average each spot's counts with its neighbours' within this radius (micrometres,
+        ``obsm["spatial"]``, section by section by ``obs["section"]``) first, so that
+        spatial context is credited to the baseline too; None: each spot alone.
 
     Returns
     -------
@@ -84,14 +107,20 @@ def predict_ridge(train_rna: ad.AnnData, train_target, test_rna: ad.AnnData, n_p
     """
     from sklearn.linear_model import RidgeCV
 
-    pcs_train, pcs_test = _pca_features(train_rna, test_rna, n_pcs, layer)
+    pcs_train, pcs_test = _pca_features(train_rna, test_rna, n_pcs, layer, smooth_um)
     y, features = _target(train_target)
     model = RidgeCV(alphas=RIDGE_ALPHAS).fit(pcs_train, y)
-    return _as_anndata(model.predict(pcs_test), test_rna, features, "ridge")
+    return _as_anndata(model.predict(pcs_test), test_rna, features, "ridge" if smooth_um is None else "ridge_smoothed")
 
 
 def predict_knn(
-    train_rna: ad.AnnData, train_target, test_rna: ad.AnnData, n_pcs: int = 50, k: int = 15, layer: str | None = None
+    train_rna: ad.AnnData,
+    train_target,
+    test_rna: ad.AnnData,
+    n_pcs: int = 50,
+    k: int = 15,
+    layer: str | None = None,
+    smooth_um: float | None = None,
 ) -> ad.AnnData:
     """Mean target of the ``k`` nearest training cells in ``n_pcs`` PCs of log-normalised RNA.
 
@@ -99,7 +128,7 @@ def predict_knn(
     """
     from sklearn.neighbors import KNeighborsRegressor
 
-    pcs_train, pcs_test = _pca_features(train_rna, test_rna, n_pcs, layer)
+    pcs_train, pcs_test = _pca_features(train_rna, test_rna, n_pcs, layer, smooth_um)
     y, features = _target(train_target)
     model = KNeighborsRegressor(n_neighbors=min(k, len(y))).fit(pcs_train, y)
-    return _as_anndata(model.predict(pcs_test), test_rna, features, f"knn{k}")
+    return _as_anndata(model.predict(pcs_test), test_rna, features, f"knn{k}" + ("" if smooth_um is None else "_smoothed"))

@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _NAMES = {
+    "Calibration": "_calibration",
     "DEFAULT_SEED": "_config",
     "ModuleConfig": "_config",
     "TrainingConfig": "_config",
@@ -23,6 +24,7 @@ _NAMES = {
 __all__ = sorted(_NAMES)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ._calibration import Calibration
     from ._config import DEFAULT_SEED, ModuleConfig, TrainingConfig, default_kl_warmup_epochs, default_max_epochs
     from ._ensemble import predict_ensemble
     from ._model import PoEVAE

@@ -17,16 +17,22 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
+from scipy.stats import norm
 
 from .._atomic import atomic_dir
 from .._constants import (
+    LOWER_LAYER,
+    MODEL_CALIBRATION_FILE,
     MODEL_REGISTRY_FILE,
     MODEL_WEIGHTS_FILE,
     SPATIAL_KEY,
     STD_LAYER,
+    UNCALIBRATED_STD_LAYER,
     UNS_KEY,
+    UPPER_LAYER,
 )
 from .._errors import DeviceUnavailableError
+from ._calibration import ONE_SIGMA, Calibration
 from ._config import DEFAULT_SEED, ModuleConfig, TrainingConfig, check_integer, check_number
 from ._data import DeviceData, HostData, data_scales, read_data
 from ._module import PoEModule
@@ -160,6 +166,7 @@ class PoEVAE:
         self.mdata = mdata
         self._history: list[dict] = list(history or [])
         self._frozen_reference = frozen
+        self.calibration: Calibration | None = None  # set by spatial_mg.pipeline.train_model, or by hand
         if frozen:
             module.freeze_reference()
         return self
@@ -521,6 +528,7 @@ class PoEVAE:
         library_size: float | None = None,
         batch_size: int = 1024,
         seed: int = 0,
+        interval: float | None = None,
     ) -> ad.AnnData:
         """Posterior-predictive mean (and standard deviation) of ``target`` for each cell.
 
@@ -554,14 +562,21 @@ class PoEVAE:
             Cells per forward pass.
         seed
             Seed of the latent draws.
+        interval
+            Also return a central predictive interval covering this share (e.g. 0.9) as
+            layers ``"lower"`` and ``"upper"``. With a :attr:`calibration` of ``target``
+            (sections held out in turn) the interval and the std are scaled to cover what a
+            new section did; without one they are the model's own Gaussian ones, marked
+            uncalibrated (``uns["spatial_mg"]["prediction"]["calibrated"]``) with a warning.
 
         Returns
         -------
         AnnData, query cells x target features: ``X`` the mean in the units trained on
         (counts for ``"nb"``, input units for ``"gaussian"``, probabilities for
-        ``"bernoulli"``), ``layers["std"]`` the standard deviation; ``var`` the training
-        features' names and, where the training data had them, their ``mz``, ``mz_min``,
-        ``mz_max`` (numeric) and ``gene_ids``.
+        ``"bernoulli"``), ``layers["std"]`` the standard deviation (calibrated where a
+        calibration exists; the model's own then in ``layers["std_uncalibrated"]``);
+        ``var`` the training features' names and, where the training data had them, their
+        ``mz``, ``mz_min``, ``mz_max`` (numeric) and ``gene_ids``.
         """
         if target not in self.registry.modalities:
             raise KeyError(f"unknown target {target!r}; the model has {self.registry.names}")
@@ -592,8 +607,29 @@ class PoEVAE:
             obs=obs,
             var=self.registry.modalities[target].var(),  # names, and the m/z (gene ids) the training data had
         )
-        if return_std:
-            out.layers[STD_LAYER] = torch.cat(stds).cpu().numpy()
+        std = torch.cat(stds).cpu().numpy()
+        calibration = self._calibration_of(target)
+        if return_std or interval is not None:
+            out.layers[STD_LAYER] = std
+            if calibration is not None:
+                out.layers[UNCALIBRATED_STD_LAYER] = std
+                out.layers[STD_LAYER] = (std * calibration.factor(ONE_SIGMA)).astype(std.dtype)
+        if interval is not None:
+            check_number("interval", interval, 0, 1, low_open=True, high_open=True)
+            if calibration is None:
+                warnings.warn(
+                    f"this model has no calibration of '{target}' across sections (it needs two or more training "
+                    "sections: spatial_mg.pipeline.train_model makes one); the interval is the model's own, which "
+                    "is too narrow on a new section",
+                    stacklevel=3,
+                )
+                half = float(norm.ppf(0.5 + interval / 2)) * std
+            else:
+                half = calibration.factor(interval) * std
+            out.layers[LOWER_LAYER] = (out.X - half).astype(std.dtype)
+            out.layers[UPPER_LAYER] = (out.X + half).astype(std.dtype)
+        if not return_std and interval is not None:
+            del out.layers[STD_LAYER]
         spatial = _spatial_of(query, out.obs_names)
         if spatial is not None:  # predicted maps draw where the spots are
             out.obsm[SPATIAL_KEY] = spatial
@@ -606,9 +642,18 @@ class PoEVAE:
                 "likelihood": likelihood,
                 "units": units[likelihood],
                 "n_samples": n_samples,
+                "calibrated": calibration is not None,
+                **({"interval": float(interval)} if interval is not None else {}),
+                **({"calibration_sections": list(calibration.groups)} if calibration is not None else {}),
             }
         }
         return out
+
+    def _calibration_of(self, target: str) -> Calibration | None:
+        """The calibration of ``target``, in the model's feature order, or None."""
+        if self.calibration is None or self.calibration.target != target:
+            return None
+        return self.calibration.for_features(self.registry.modalities[target].features)
 
     # --- persistence -------------------------------------------------------------------
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
@@ -631,6 +676,8 @@ class PoEVAE:
                 tmp / MODEL_WEIGHTS_FILE,
             )
             (tmp / MODEL_REGISTRY_FILE).write_text(self.registry.to_json())
+            if self.calibration is not None:
+                (tmp / MODEL_CALIBRATION_FILE).write_text(json.dumps(self.calibration.to_dict()))
 
     @classmethod
     def load(cls, path: str | os.PathLike, mdata=None, accelerator: str = "auto") -> PoEVAE:
@@ -680,7 +727,9 @@ class PoEVAE:
         module.to(_device(accelerator)).eval()
         host = None if mdata is None else read_data(mdata, registry)  # new to this model: validated
         model = cls.__new__(cls)
-        return model._assemble(registry, module, config, saved["seed"], host, mdata, saved["history"], saved["frozen_reference"])
+        model._assemble(registry, module, config, saved["seed"], host, mdata, saved["history"], saved["frozen_reference"])
+        model.calibration = _read_calibration(path / MODEL_CALIBRATION_FILE)
+        return model
 
     # --- query mapping -----------------------------------------------------------------
     @classmethod
@@ -739,6 +788,16 @@ def _spots_of(data, modality: str | None):
     if data is None or not is_spatialdata(data):
         return data
     return as_anndata(data, "msi" if modality == "msi" else "rna", load_images=False)
+
+
+def _read_calibration(path: Path) -> Calibration | None:
+    """The calibration saved beside a model, or None where there is none."""
+    if not path.is_file():
+        return None
+    try:
+        return Calibration.from_dict(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"'{path}' is not a readable calibration ({err}); delete it or save the model again") from err
 
 
 def _spatial_of(query, names: pd.Index) -> np.ndarray | None:

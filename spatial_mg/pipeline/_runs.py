@@ -28,7 +28,7 @@ from ._outputs import OutputFolder
 from ._predict import predict_section, predictions_spatialdata
 from ._sections import Section, read_peak_list, read_section
 from ._stack import stack_sections
-from ._train import check_training_options, train_model
+from ._train import AUTO, check_training_options, train_model
 
 PAIRS_FILE = "pairs.h5mu"
 
@@ -107,13 +107,14 @@ def run_train(
     batch_size: int | None = None,
     accelerator: str = "auto",
     seed: int = 0,
-    batch_key: str | None = None,
+    batch_key: str | None = AUTO,
     fusion: str | None = None,
     batch_mmd_weight: float | None = None,
     modality_mmd_weight: float | None = None,
     checkpoint_dir: str | PathLike | None = None,
     resume: bool = False,
     n_models: int = 1,
+    calibrate: bool = True,
     mix_matrices: bool = False,
     overwrite: bool = False,
     echo=print,
@@ -153,7 +154,7 @@ def run_train(
         stacked = stack_sections(by_section, mix_matrices=mix_matrices)
         common = dict(n_latent=n_latent, max_epochs=max_epochs, batch_size=batch_size, accelerator=accelerator,
                       batch_key=batch_key, fusion=fusion, batch_mmd_weight=batch_mmd_weight,
-                      modality_mmd_weight=modality_mmd_weight, resume=resume)
+                      modality_mmd_weight=modality_mmd_weight, calibrate=calibrate, resume=resume)
         models = []
         for k in range(seed, seed + n_models):
             if n_models > 1:
@@ -201,8 +202,6 @@ def run_predict(
     (default: the folder holding ``outs/``); :func:`run_evaluate` checks it against the
     measured section's.
     """
-    from ..model import predict_ensemble
-
     if (visium is None) == (rna is None):
         raise ValueError("Give the RNA-only section once: visium=<outs folder> or rna=<file.h5ad>.")
     with OutputFolder(out, overwrite=overwrite, inputs=[model, visium, rna]) as folder:
@@ -213,7 +212,7 @@ def run_predict(
             spots = _read_file(ad.read_h5ad, rna, "RNA file", "an .h5ad of spots x genes (raw counts)")
             if name is not None:
                 spots.obs[SECTION_KEY] = pd.Categorical([name] * spots.n_obs)
-        pred = predict_section(trained[0], spots) if len(trained) == 1 else predict_ensemble(trained, spots)
+        pred = predict_section(trained[0] if len(trained) == 1 else trained, spots)
         folder.write_h5ad("predicted.h5ad", pred)
         if "spatial" in pred.obsm:
             folder.write_spatialdata("predicted.zarr", predictions_spatialdata(pred, section=spots))

@@ -43,7 +43,9 @@ class SyntheticSection:
         In-tissue spots x metabolites: noise-free expected intensity at each spot centre
         (same obs names as ``rna``, same var names as ``msi``); ``var`` holds the truth of
         each metabolite (``state_fraction``: share of spatial log-variance from cell states,
-        ``noise_sd``: log-scale pixel noise).
+        ``noise_sd``: log-scale pixel noise); ``layers["from_states"]`` the expected
+        intensity given the spot's cell states alone (the section's own field averaged
+        out), the best a prediction from RNA can do.
     pixel_size_um
         MSI raster step (micrometres).
     um_per_px

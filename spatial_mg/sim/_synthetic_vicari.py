@@ -34,6 +34,9 @@ from ._msi import N_NOISE_PEAKS, MsiRaster, noise_peak_intensities, observe_inte
 from ._tissue import SectionPose, TissueModel
 from ._visium_grid import grid_spots, grid_to_um, spot_barcodes
 
+# metabolite_means.layers: the expected intensity given the spot's cell states alone (the
+# section's own field averaged out): what the best RNA-only predictor can reach
+FROM_STATES_LAYER = "from_states"
 _SPOT_AREA_UM2 = VISIUM_PITCH_UM**2 * np.sqrt(3) / 2  # one hexagonal grid cell
 _IMAGE_MARGIN_UM = 700.0  # fiducial frame and glass around the capture area
 
@@ -52,6 +55,7 @@ def synthetic_vicari(
     msi_scale: float | None = None,
     library_size: float | Sequence[float] | None = None,
     batch_lfc_sd: float = 0.3,
+    msi_section_sd: float = 0.0,
     um_per_px: float | None = None,
     seed: int = 0,
 ) -> SyntheticVicari:
@@ -83,6 +87,12 @@ def synthetic_vicari(
         2,500 times a random section factor in [0.6, 1.6].
     batch_lfc_sd
         Standard deviation of the per-gene, per-section log fold changes (batch effects).
+    msi_section_sd
+        Per-section, per-metabolite MSI effects, as matrix coating and ionisation differ
+        between sections: each metabolite's intensity is multiplied by ``exp(N(0, sd))`` and
+        raised by an offset of ``exp(N(log 0.05, sd))`` times its typical on-tissue level
+        (both in the truth too). 0 (default): none, and the draws are those of earlier
+        versions.
     um_per_px
         Micrometres per full-resolution Visium image pixel; ``None``: random in [0.16, 0.4]
         per section (readers must fit it from the array grid).
@@ -132,6 +142,7 @@ def synthetic_vicari(
                 lib_mean=float(lib_means[i]),
                 lib_norm=lib_norm,
                 batch_lfc_sd=batch_lfc_sd,
+                msi_section_sd=float(msi_section_sd),
                 msi_pitch_um=float(msi_pitch_um),
                 msi_rotation_deg=msi_rotation_deg,
                 msi_reflect=msi_reflect,
@@ -174,6 +185,7 @@ def _section(
     lib_mean: float,
     lib_norm: float,
     batch_lfc_sd: float,
+    msi_section_sd: float,
     msi_pitch_um: float,
     msi_rotation_deg: float | None,
     msi_reflect: bool,
@@ -254,7 +266,10 @@ def _section(
     section_scale = float(np.exp(rng.normal(0.0, 0.2)))
     met_field = tissue.sample_metabolite_field(rng)
     background = section_scale * np.exp(tissue.metabolite_base) * tissue.background_fraction
-    intensity = observe_intensities(rng, section_scale * tissue.metabolite_mean(v_px, met_field), noise_sd, background)
+    section_effect = _MsiSectionEffect.sample(rng, tissue, section_scale, msi_section_sd)
+    intensity = observe_intensities(
+        rng, section_effect(section_scale * tissue.metabolite_mean(v_px, met_field)), noise_sd, background
+    )
     on_tissue = tissue.depth(v_px) > 0
     noise_peaks = noise_peak_intensities(rng, on_tissue, float(np.median(background)))
 
@@ -278,9 +293,10 @@ def _section(
     }
 
     means = ad.AnnData(
-        X=(section_scale * tissue.metabolite_mean(v, met_field)).astype(np.float32),
+        X=section_effect(section_scale * tissue.metabolite_mean(v, met_field)).astype(np.float32),
         obs=rna.obs[[SECTION_KEY, DOMAIN_KEY]].copy(),
         var=var_truth.copy(),
+        layers={FROM_STATES_LAYER: section_effect(section_scale * tissue.metabolite_mean_from_states(v)).astype(np.float32)},
     )
     means.obsm[SPATIAL_KEY] = rna.obsm[SPATIAL_KEY].copy()
     means.obsm[STATE_PROPORTIONS_KEY] = rna.obsm[STATE_PROPORTIONS_KEY].copy()
@@ -303,6 +319,27 @@ def _section(
         noise_intensities=noise_peaks,
         spectra_seed=int(rng.integers(2**31)),
     )
+
+
+class _MsiSectionEffect:
+    """One section's MSI gain and offset per metabolite (identity when ``sd`` is 0)."""
+
+    def __init__(self, gain: np.ndarray | None, offset: np.ndarray | None):
+        self.gain, self.offset = gain, offset
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator, tissue: TissueModel, section_scale: float, sd: float) -> _MsiSectionEffect:
+        if sd < 0 or not np.isfinite(sd):
+            raise ValueError(f"msi_section_sd must be a finite number >= 0, got {sd!r}.")
+        if sd == 0:  # draw nothing: the sections of earlier versions stay as they were
+            return cls(None, None)
+        n = tissue.metabolite_base.size
+        gain = np.exp(rng.normal(0.0, sd, size=n))
+        offset = np.exp(rng.normal(np.log(0.05), sd, size=n)) * section_scale * np.exp(tissue.metabolite_base)
+        return cls(gain, offset)
+
+    def __call__(self, mean: np.ndarray) -> np.ndarray:
+        return mean if self.gain is None else mean * self.gain + self.offset
 
 
 def _extent_um(shape: tuple[int, int]) -> np.ndarray:

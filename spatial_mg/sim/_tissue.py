@@ -188,9 +188,24 @@ class TissueModel:
 
     def metabolite_mean(self, v: np.ndarray, field: SmoothField) -> np.ndarray:
         """Expected intensity: the tissue signal blended into the low off-tissue background at the edge."""
+        return self._blend(v, np.exp(self.metabolite_log_mean(v, field)))
+
+    def metabolite_mean_from_states(self, v: np.ndarray) -> np.ndarray:
+        """Expected intensity given the cell states alone, the section's own field averaged out.
+
+        The field term ``amp * sqrt(1 - rho) * z_field`` has ``z_field ~ N(0, 1)`` at every
+        point, so its log-normal factor has mean ``exp(amp**2 (1 - rho) / 2)``: what the
+        best predictor from RNA alone (which cannot see the field) would predict.
+        """
+        z_state = (self._state_signal(self.state_proportions(v)) - self.z_state_mean) / self.z_state_sd
+        rho, amp = self.state_fraction, self.metabolite_amp
+        log_mean = self.metabolite_base + amp * np.sqrt(rho) * z_state + amp**2 * (1 - rho) / 2
+        return self._blend(v, np.exp(log_mean))
+
+    def _blend(self, v: np.ndarray, on_tissue: np.ndarray) -> np.ndarray:
         w = self.tissue_weight(v)[:, None]
         background = np.exp(self.metabolite_base) * self.background_fraction
-        return w * np.exp(self.metabolite_log_mean(v, field)) + (1 - w) * background
+        return w * on_tissue + (1 - w) * background
 
 
 @dataclass(frozen=True)
