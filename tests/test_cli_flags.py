@@ -191,7 +191,7 @@ def test_resume_continues_an_interrupted_run_from_its_checkpoint(aligned, tmp_pa
     ("extra", "message"),
     [
         (["--resume"], "needs checkpoint_dir (--checkpoint-dir)"),
-        (["--batch-mmd-weight", "1"], "give batch_key (--batch-key)"),
+        (["--batch-key", "none", "--batch-mmd-weight", "1"], "give batch_key (--batch-key)"),
         (["--batch-mmd-weight", "-1"], "argument --batch-mmd-weight: must be a finite number of at least 0"),
         (["--fusion", "sum"], "argument --fusion: invalid choice: 'sum'"),
         (["--n-models", "0"], "argument --n-models: must be at least 1"),
@@ -219,7 +219,7 @@ def test_choices_and_defaults_are_the_library_s():
     assert (args.fusion, args.batch_mmd_weight, args.modality_mmd_weight) == (
         ModuleConfig.fusion, ModuleConfig.batch_mmd_weight, ModuleConfig.modality_mmd_weight
     )
-    assert (args.seed, args.n_models, args.resume, args.batch_key, args.checkpoint_dir) == (DEFAULT_SEED, 1, False, None, None)
+    assert (args.seed, args.n_models, args.resume, args.batch_key, args.checkpoint_dir) == (DEFAULT_SEED, 1, False, "auto", None)
     args = cli._build_parser().parse_args(["align"])
     assert (args.normalize, args.strict, args.strategy, args.device) == ("none", False, "spot_mean", None)
 

@@ -22,6 +22,7 @@ from .._constants import LATENT_KEY, SECTION_KEY
 from ..io import SectionFiles
 from ._align import align_section
 from ._evaluate import _dense, score_methods, write_prediction_figures
+from ._query import map_section
 from ._outputs import OutputFolder
 from ._predict import predict_section
 from ._report import write_report
@@ -121,7 +122,9 @@ def run_demo(
 
         progress.stage(f"predicting section {test.name}'s metabolites from its RNA alone, and the baselines")
         measured = {s.name: s.pairs["msi"] for s in sections}
-        predictions = {s.name: _predict_all(model, mdata, s) for s in sections}
+        # a section the model has not seen is mapped onto it once (surgery), then predicted and drawn
+        models = {s.name: map_section(model, s.pairs["rna"], name=s.name)[0] for s in sections}
+        predictions = {s.name: _predict_all(models[s.name], mdata, s) for s in sections}
 
         progress.stage("scoring against the measured MSI and the noise-free truth")
         scores: dict = {}
@@ -135,7 +138,7 @@ def run_demo(
         progress.stage(f"writing figures, tables and the report to {folder.path}")
         table.index.name = "metabolite"
         folder.write_csv("metabolites.csv", table)
-        _figures(folder, model, sections, test, predictions[test.name]["poe_vae"], measured[test.name], table)
+        _figures(folder, models, sections, test, predictions[test.name]["poe_vae"], measured[test.name], table)
         metrics = {
             "config": asdict(config),
             "sections": {"train": [s.name for s in train], "test": test.name},
@@ -204,13 +207,13 @@ def _predict_all(model, train_mdata, section: Section) -> dict[str, ad.AnnData]:
     }
 
 
-def _figures(folder: OutputFolder, model, sections: list[Section], test: Section, pred, measured, table: pd.DataFrame) -> None:
+def _figures(folder: OutputFolder, models: dict, sections: list[Section], test: Section, pred, measured, table: pd.DataFrame) -> None:
     from .. import pl
 
     write_prediction_figures(
         folder, pred, measured, table["poe_vae_pearson"], table["morans_i_measured"], section=test.name
     )
-    latent = latent_frame(model, sections, test, seed=0)
+    latent = latent_frame(models, sections, test, seed=0)
     fig = pl.latent_umap(latent, [SECTION_KEY, SPLIT_KEY, MSI_CLUSTER_KEY])
     fig.suptitle(
         "RNA-only latent (each spot encoded from its RNA alone, as for prediction) of every section's paired spots; "
@@ -226,8 +229,11 @@ MSI_CLUSTER_KEY = "msi_cluster"  # obs of latent_frame: k-means cluster of the m
 N_MSI_CLUSTERS = 6
 
 
-def latent_frame(model, sections: list[Section], test: Section, *, n_clusters: int = N_MSI_CLUSTERS, seed: int = 0) -> ad.AnnData:
+def latent_frame(models, sections: list[Section], test: Section, *, n_clusters: int = N_MSI_CLUSTERS, seed: int = 0) -> ad.AnnData:
     """The data of the demo's latent figure: comparable latents of all sections, with labels the files carry.
+
+    ``models``: the trained model, or ``{section name: model}`` where a section the model
+    had not seen was mapped onto it (:func:`predict_section` does that).
 
     Every paired spot of every section is encoded from its RNA alone (the RNA expert with
     the prior, ``get_latent_representation(..., modality="rna")``): the latent a prediction
@@ -254,6 +260,7 @@ def latent_frame(model, sections: list[Section], test: Section, *, n_clusters: i
                 index=[f"{section.name}:{barcode}" for barcode in rna.obs_names],
             )
         )
+        model = models[section.name] if isinstance(models, dict) else models
         part.obsm[LATENT_KEY] = model.get_latent_representation(rna, modality="rna")
         parts.append(part)
     latent = ad.concat(parts)

@@ -92,7 +92,7 @@ def test_read_section_from_zarr_stores(visium_sdata, written, aligned, tmp_path)
     np.testing.assert_array_equal(again.msi.X, section.msi.X)
     assert again.msi.uns["spatial_mg"]["pixel_size_um"] == section.msi.uns["spatial_mg"]["pixel_size_um"]
     section.registration.check_pair(again.rna, again.msi)  # the registration applies to them
-    with pytest.raises(ValueError, match="pixel_size_um is for imzML"):
+    with pytest.raises(ValueError, match="pixel_size_um and normalize are for imzML"):
         read_section(tmp_path / "aligned.zarr", tmp_path / "aligned.zarr", pixel_size_um=50.0)
     (tmp_path / "broken.zarr").mkdir()
     (tmp_path / "broken.zarr" / "zarr.json").write_text("{")
