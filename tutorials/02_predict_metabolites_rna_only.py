@@ -188,14 +188,20 @@ plt.show()
 # encoders' Gaussian "experts". During training, some spots show their encoders only one
 # of their modalities, which teaches the RNA expert to stand on its own: exactly what
 # prediction from RNA alone needs.
+#
+# `smg.pipeline.train_model` does this the section-aware way whenever it is given two or
+# more sections: the section is the model's batch covariate (a learned embedding, so each
+# section's batch effect is modelled rather than mixed into the biology), an MMD term pulls
+# the sections' latents together, and the predictive intervals are calibrated by leaving
+# each training section out in turn (one more, shorter, training per section) and
+# measuring how far the left-out section's metabolites fall from their prediction.
 
 # %%
 train = smg.pipeline.stack_sections([sections[n] for n in train_names])
-smg.PoEVAE.setup_mudata(train, likelihoods={"rna": "nb", "msi": "gaussian"})
-model = smg.PoEVAE(train, n_latent=16, seed=0)
-model.train(max_epochs=MAX_EPOCHS, progress_bar=False)
+model = smg.pipeline.train_model(train, n_latent=16, seed=0, max_epochs=MAX_EPOCHS, progress_bar=False)
 print(model)
-print(f"trained on {train.n_obs} paired spots for {len(model.history)} epochs")
+print(f"trained on {train.n_obs} paired spots for {len(model.history)} epochs; batch covariate: {model.registry.batch_key}; "
+      f"intervals calibrated on sections {model.calibration.groups if model.calibration else 'none'}")
 
 # %% [markdown]
 # The loss per spot on the training spots and on the 10 % held out for validation.
@@ -217,9 +223,9 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# The model is saved as a folder (weights plus the registry of what it was trained on:
-# modalities, features, likelihoods) and loaded back, as you would on another day or
-# machine. The training data are not saved with it.
+# The model is saved as a folder (weights, the registry of what it was trained on:
+# modalities, features, likelihoods, covariates, and the calibration) and loaded back, as
+# you would on another day or machine. The training data are not saved with it.
 
 # %%
 model.save(OUT / "model", overwrite=True)
@@ -229,28 +235,35 @@ print(model)
 # %% [markdown]
 # ## Predict the RNA-only section
 #
-# For the held-out section we read only the Visium output: every in-tissue spot, whether
-# the MSI covered it or not. `predict` encodes each spot's RNA, draws latents from that
-# posterior and averages the decoded metabolites; `X` holds the predictive mean (in the
-# units trained on) and `layers["std"]` the predictive standard deviation, which includes
-# both the model's uncertainty about the spot and the measurement noise it has learnt.
+# For the held-out section we use only the Visium output: every in-tissue spot, whether
+# the MSI covered it or not. The model has not seen this section, so
+# `smg.pipeline.predict_section` first maps it onto the model: a new row of the section
+# embedding is trained on the section's RNA with every other weight frozen (scArches
+# surgery). It then encodes each spot's RNA, draws latents from that posterior and averages
+# the decoded metabolites: `X` holds the predictive mean (in the units trained on),
+# `layers["std"]` the predictive standard deviation scaled by the calibration, and
+# `layers["lower"]`, `layers["upper"]` a 90 % interval.
 
 # %%
 test_rna = sections[test_name].rna  # every in-tissue spot, with its micrometres
-pred = model.predict(test_rna, target="msi", return_std=True)
+pred = smg.pipeline.predict_section(model, test_rna, interval=0.9)
 pred.write_h5ad(OUT / f"{test_name}_predicted.h5ad")
 print(pred)
+print({k: v for k, v in pred.uns["spatial_mg"]["prediction"].items() if k in ("mapped", "calibrated", "interval")})
 
 # %% [markdown]
 # On a few thousand spots, two training seeds of the same model can differ by a few
 # hundredths in median correlation. Averaging the predictive distributions of several
 # seeds (a deep ensemble) removes most of that spread, and the models' disagreement,
 # `layers["model_std"]`, shows where more training data would help. It costs one training
-# per seed.
+# per seed (here without their own calibration, so we compare only their means).
 
 # %%
-more_seeds = [smg.PoEVAE(train, n_latent=16, seed=s).train(max_epochs=MAX_EPOCHS, progress_bar=False) for s in (1, 2)]
-pred_x3 = smg.model.predict_ensemble([model, *more_seeds], test_rna, target="msi")
+more_seeds = [
+    smg.pipeline.train_model(train, n_latent=16, seed=s, max_epochs=MAX_EPOCHS, calibrate=False, progress_bar=False)
+    for s in (1, 2)
+]
+pred_x3 = smg.pipeline.predict_section([model, *more_seeds], test_rna)
 print(pred_x3.layers["model_std"].mean(), "mean spread of the three models' means")
 
 # %% [markdown]
@@ -352,10 +365,12 @@ plt.show()
 # %% [markdown]
 # ## Is the uncertainty honest?
 #
-# If the predictive standard deviation means what it says, about 95 % of the measured
-# values should lie within two standard deviations of the predicted mean, and spots with a
-# larger std should tend to have a larger error. Coverage well below 95 % means the model
-# is overconfident; far above means its intervals are too wide to be useful.
+# If the 90 % interval means what it says, about 90 % of the measured values should lie
+# inside it, and spots with a larger std should tend to have a larger error. The model's
+# own std (`layers["std_uncalibrated"]`) describes the noise and latent uncertainty it saw
+# within its training sections; what differs between sections (each section's own
+# metabolite field, matrix and ionisation, which its RNA does not show) is only in the
+# calibration, measured on sections the model had not trained on.
 
 # %%
 def dense(x):
@@ -363,22 +378,23 @@ def dense(x):
 
 
 mean = dense(pred[spots].X)
-std = dense(pred[spots].layers["std"])
 observed = dense(measured[:, pred.var_names].X)
-coverage = float(np.mean(np.abs(observed - mean) <= 2 * std))
+inside = (observed >= dense(pred[spots].layers["lower"])) & (observed <= dense(pred[spots].layers["upper"]))
+own = dense(pred[spots].layers.get("std_uncalibrated", pred[spots].layers["std"]))
+std = dense(pred[spots].layers["std"])
 rho = [spearmanr(std[:, j], np.abs(observed - mean)[:, j])[0] for j in range(mean.shape[1])]
-print(f"measured values within 2 std of the prediction: {coverage:.1%} (95 % expected)")
+print(f"measured values inside the calibrated 90 % interval: {inside.mean():.1%}")
+print(f"inside the model's own 90 % interval (+-1.645 of its own std): {np.mean(np.abs(observed - mean) <= 1.645 * own):.1%}")
 print(f"median Spearman correlation between std and absolute error, per metabolite: {np.nanmedian(rho):.2f}")
 
 # %% [markdown]
-# On these synthetic sections the answer is no: about three quarters of the measured values
-# fall within two standard deviations, not 95 %, and the std barely ranks the spots by
-# their error. The std covers the latent uncertainty and the pixel noise the model saw in
-# the training sections, but not what differs between sections: each section's own
-# smooth metabolite field, which its RNA does not show. An ensemble's `model_std` adds the
-# disagreement between seeds, not that either. Until the model is calibrated across
-# sections, read the std as a relative map of where the RNA is unlike the training spots,
-# not as an error bar.
+# The model's own interval is too narrow on a new section; the calibrated one covers about
+# what it claims, because its width was measured where it matters: on sections left out of
+# training. The std still ranks spots by their error only weakly: most of the error on a new
+# section is the section's own field, which is no larger at one spot than another. Read the
+# interval as an honest band for the section as a whole, and the std map as where the RNA
+# is unlike the training spots. With one training section nothing can be left out, and
+# `predict_section` says the interval is uncalibrated.
 
 # %% [markdown]
 # ## Which metabolites can be predicted? Moran's I
