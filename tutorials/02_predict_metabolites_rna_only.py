@@ -191,10 +191,10 @@ plt.show()
 #
 # `smg.pipeline.train_model` does this the section-aware way whenever it is given two or
 # more sections: the section is the model's batch covariate (a learned embedding, so each
-# section's batch effect is modelled rather than mixed into the biology), and the
-# predictive intervals are calibrated by leaving each training section out in turn (one
-# more training per section) and measuring how far the left-out section's metabolites fall
-# from their prediction.
+# section's batch effect is modelled rather than mixed into the biology), an MMD term pulls
+# the sections' latents together, and the predictive intervals are calibrated by leaving
+# each training section out in turn (one more, shorter, training per section) and
+# measuring how far the left-out section's metabolites fall from their prediction.
 
 # %%
 train = smg.pipeline.stack_sections([sections[n] for n in train_names])

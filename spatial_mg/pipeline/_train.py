@@ -12,10 +12,8 @@ from .._constants import PAIRED_LIKELIHOODS, SECTION_KEY
 from .._settings import settings as package_settings
 
 # Weight of the MMD that pulls the sections' joint latents together when the section is the
-# batch covariate. None by default: with the section covariate alone the held-out section was
-# predicted as well or better, and training took less time, than with a weight of 1
-# (benchmarks/results/prediction_notes.md).
-SECTION_MMD_WEIGHT = 0.0
+# batch covariate (benchmarks/results/prediction_notes.md has the sweep behind it).
+SECTION_MMD_WEIGHT = 1.0
 AUTO = "auto"
 
 
@@ -39,8 +37,8 @@ def train_model(
     """Set up, build and train a :class:`spatial_mg.PoEVAE` on paired spots.
 
     With two or more sections the model is section-aware by default: the section is its
-    batch covariate (a learned embedding), and its predictive intervals are calibrated
-    across sections (each left out in turn; see
+    batch covariate, an MMD on the joint latent aligns the sections, and its predictive
+    intervals are calibrated across sections (each left out in turn; see
     :func:`calibrate_across_sections`). :func:`predict_section` then maps a new section
     onto the model before predicting it.
 
@@ -64,7 +62,7 @@ def train_model(
         ``"poe"`` (product of experts) or ``"moe"`` (mixture); ``None``: the model's default.
     batch_mmd_weight
         Weight of the MMD that aligns the batches of ``batch_key`` in the latent (needs a
-        batch key); ``None``: ``SECTION_MMD_WEIGHT`` (0) when the section is the batch, else none.
+        batch key); ``None``: ``SECTION_MMD_WEIGHT`` when the section is the batch, else none.
     modality_mmd_weight
         Weight of the MMD between the RNA and MSI latents of each spot; ``None``: the
         model's default (none).
