@@ -37,6 +37,11 @@ SETTINGS: dict[str, tuple[dict, dict]] = {
     "plain": ({"batch_key": None, "calibrate": False}, {}),  # the defaults before issue 13
     "section_mmd0": ({"batch_mmd_weight": 0.0}, {}),
     "section_mmd10": ({"batch_mmd_weight": 10.0}, {}),
+    "context150": ({"context_radius_um": 150.0}, {}),  # the RNA encoder reads the spot and its six neighbours
+    "context250": ({"context_radius_um": 250.0}, {}),  # ... and the next ring
+    "msi_weight3": ({"msi_weight": 3.0}, {}),  # the metabolites' likelihood weighs 3x against the RNA's
+    "msi_weight10": ({"msi_weight": 10.0}, {}),
+    "latent32": ({"n_latent": 32}, {}),
 }
 
 

@@ -182,8 +182,16 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--batch-mmd-weight",
         type=_above(0.0, or_equal=True),
-        default=defaults["batch_mmd_weight"],
-        help=f"weight of the MMD that aligns the batches of --batch-key (default {defaults['batch_mmd_weight']:g})",
+        default=None,
+        help=f"weight of the MMD that aligns the batches of --batch-key (default {defaults['section_mmd_weight']:g} "
+        f"when the section is the batch, else {defaults['batch_mmd_weight']:g})",
+    )
+    train.add_argument(
+        "--context-radius-um",
+        type=_above(0.0),
+        default=None,
+        help="give the RNA encoder each spot's neighbourhood: the mean RNA of the spots within this radius "
+        "(um) in its section, e.g. 150 for a Visium spot and its six neighbours (default: none)",
     )
     train.add_argument(
         "--modality-mmd-weight",
@@ -222,6 +230,7 @@ def _build_parser() -> argparse.ArgumentParser:
 def _training_defaults() -> dict:
     """The model's own defaults, read where they are defined (shown in --help)."""
     from .model import DEFAULT_SEED, ModuleConfig, TrainingConfig  # no torch: the model package imports on first use
+    from .pipeline._train import SECTION_MMD_WEIGHT
 
     return {
         "n_latent": ModuleConfig.n_latent,
@@ -229,6 +238,7 @@ def _training_defaults() -> dict:
         "seed": DEFAULT_SEED,
         "fusion": ModuleConfig.fusion,
         "batch_mmd_weight": ModuleConfig.batch_mmd_weight,
+        "section_mmd_weight": SECTION_MMD_WEIGHT,
         "modality_mmd_weight": ModuleConfig.modality_mmd_weight,
     }
 
@@ -358,6 +368,7 @@ def _train(args: argparse.Namespace) -> int:
         fusion=args.fusion,
         batch_mmd_weight=args.batch_mmd_weight,
         modality_mmd_weight=args.modality_mmd_weight,
+        context_radius_um=args.context_radius_um,
         checkpoint_dir=args.checkpoint_dir,
         resume=args.resume,
         n_models=args.n_models,

@@ -216,9 +216,9 @@ def test_choices_and_defaults_are_the_library_s():
 
     assert cli.STRATEGIES == STRATEGIES
     args = cli._build_parser().parse_args(["train"])
-    assert (args.fusion, args.batch_mmd_weight, args.modality_mmd_weight) == (
-        ModuleConfig.fusion, ModuleConfig.batch_mmd_weight, ModuleConfig.modality_mmd_weight
-    )
+    assert (args.fusion, args.modality_mmd_weight) == (ModuleConfig.fusion, ModuleConfig.modality_mmd_weight)
+    # unset, so that train_model decides as it does in Python (the section MMD when the section is the batch)
+    assert args.batch_mmd_weight is None and args.context_radius_um is None
     assert (args.seed, args.n_models, args.resume, args.batch_key, args.checkpoint_dir) == (DEFAULT_SEED, 1, False, "auto", None)
     args = cli._build_parser().parse_args(["align"])
     assert (args.normalize, args.strict, args.strategy, args.device) == ("none", False, "spot_mean", None)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING
 
@@ -72,9 +73,9 @@ class ModuleConfig:
     """Everything that builds a :class:`PoEModule`: the data's shape and the architecture.
 
     The fields are :class:`PoEModule`'s arguments (see there and :class:`PoEVAE` for their
-    meaning). ``modalities``, ``covariate_sizes``, ``batch_covariate`` and ``n_mmd_groups``
-    come from the setup (:meth:`for_registry`); the others are the user's choices, with
-    the defaults of :class:`PoEVAE`.
+    meaning). ``modalities``, ``covariate_sizes``, ``batch_covariate``, ``n_mmd_groups``
+    and ``context_modalities`` come from the setup (:meth:`for_registry`); the others are
+    the user's choices, with the defaults of :class:`PoEVAE`.
     """
 
     # field order is that of the first saved format's ``module_kwargs`` (and of the
@@ -95,6 +96,8 @@ class ModuleConfig:
     n_mmd_groups: int = 0
     modality_mmd_weight: float = 0.0
     modality_dropout: float = 0.5
+    context_modalities: tuple[str, ...] = ()
+    modality_weights: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         check_integer("n_latent", self.n_latent, 1)
@@ -105,6 +108,14 @@ class ModuleConfig:
         check_number("batch_mmd_weight", self.batch_mmd_weight, 0)
         check_number("modality_mmd_weight", self.modality_mmd_weight, 0)
         check_number("modality_dropout", self.modality_dropout, 0, 1)
+        if self.modality_weights is None or isinstance(self.modality_weights, Mapping):  # as users give it: a dict
+            given = dict(self.modality_weights or {})
+            object.__setattr__(self, "modality_weights", tuple((str(k), v) for k, v in given.items()))
+        names = [m[0] for m in self.modalities]
+        for name, weight in self.modality_weights:
+            if name not in names:
+                raise KeyError(f"modality_weights names '{name}', which is not a modality of the setup {names}")
+            check_number(f"modality_weights['{name}']", weight, 0, low_open=True)
 
     @classmethod
     def for_registry(cls, registry: Registry, **architecture) -> ModuleConfig:
@@ -114,6 +125,7 @@ class ModuleConfig:
             covariate_sizes=tuple((len(c), 0) for c in registry.covariates.values()),
             batch_covariate=0 if registry.batch_key is not None else None,
             n_mmd_groups=len(registry.mmd_categories),
+            context_modalities=tuple(registry.spatial_context),
             **architecture,
         )
 
@@ -143,8 +155,13 @@ class ModuleConfig:
             return PoEModule(**{f.name: getattr(self, f.name) for f in fields(self)})
 
     def to_dict(self) -> dict:
-        """JSON-safe (tuples as lists); :meth:`from_dict` reads it back."""
-        return {f.name: _lists(getattr(self, f.name)) for f in fields(self)}
+        """JSON-safe (tuples as lists); :meth:`from_dict` reads it back. Without a spatial
+        context the key is left out, so models and checkpoints of before it read alike."""
+        out = {f.name: _lists(getattr(self, f.name)) for f in fields(self)}
+        for key in ("context_modalities", "modality_weights"):
+            if not getattr(self, key):
+                del out[key]
+        return out
 
     @classmethod
     def from_dict(cls, values: dict) -> ModuleConfig:
@@ -153,6 +170,8 @@ class ModuleConfig:
         values = dict(values)
         values["modalities"] = tuple(tuple(m) for m in values["modalities"])
         values["covariate_sizes"] = tuple(tuple(c) for c in values.get("covariate_sizes", ()))
+        values["context_modalities"] = tuple(values.get("context_modalities", ()))
+        values["modality_weights"] = tuple((str(k), float(w)) for k, w in values.get("modality_weights", ()))
         return cls(**values)
 
 

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 import torch
 
 from .._constants import NORMALIZE_TARGET_SUM
+from .._neighbourhood import neighbourhood_mean
 from ._registry import Registry, codes_for, obs_column
 
 _CHUNK = 1 << 24  # values per chunk when scanning a dense matrix
@@ -33,6 +34,7 @@ class ModalityData:
     present: np.ndarray  # (n_obs,) bool: the modality counts as observed for the cell
     library: np.ndarray | None = None  # NB: row sums
     log_factorial: np.ndarray | None = None  # NB: sum_g lgamma(x_g + 1) per row
+    context: np.ndarray | sp.csr_matrix | None = None  # spatial context: neighbourhood means, rows as ``matrix``
 
 
 @dataclass
@@ -54,14 +56,24 @@ class HostData:
         for name in dict.fromkeys([*self.modalities, *other.modalities]):
             parts = [_pad(d.modalities.get(name), d.n_obs) for d in (self, other)]
             filled = [p for p in parts if p.matrix is not None]
-            matrix = sp.vstack([p.matrix for p in filled], format="csr") if any(sp.issparse(p.matrix) for p in filled) else np.vstack([p.matrix for p in filled])
+            matrix = _stack([p.matrix for p in filled])
             offsets, rowmaps = 0, []
             for p in parts:
                 rowmaps.append(np.where(p.rowmap >= 0, p.rowmap + offsets, -1))
                 offsets += 0 if p.matrix is None else p.matrix.shape[0]
             stat = lambda k: None if getattr(filled[0], k) is None else np.concatenate([getattr(p, k) for p in filled])  # noqa: E731
+            context = None
+            if any(p.context is not None for p in filled):
+                if any(p.context is None for p in filled):
+                    raise ValueError(f"modality '{name}' has a spatial context in one data set but not in the other")
+                context = _stack([p.context for p in filled])
             mods[name] = ModalityData(
-                matrix, np.concatenate(rowmaps), np.concatenate([p.present for p in parts]), stat("library"), stat("log_factorial")
+                matrix,
+                np.concatenate(rowmaps),
+                np.concatenate([p.present for p in parts]),
+                stat("library"),
+                stat("log_factorial"),
+                context,
             )
         groups = None if self.groups is None or other.groups is None else np.concatenate([self.groups, other.groups])
         return HostData(self.obs_names.append(other.obs_names), mods, np.vstack([self.codes, other.codes]), groups)
@@ -79,14 +91,11 @@ class HostData:
         digest = hashlib.sha256()
         _feed_text(digest, self.obs_names)
         for name, data in self.modalities.items():
-            _feed_text(digest, [name, "csr" if sp.issparse(data.matrix) else "dense"])
-            if sp.issparse(data.matrix):
-                _feed_array(digest, np.asarray(data.matrix.shape), np.int64)
-                _feed_array(digest, data.matrix.indptr, np.int64)
-                _feed_array(digest, data.matrix.indices, np.int64)
-                _feed_array(digest, data.matrix.data, np.float32)
-            else:
-                _feed_array(digest, data.matrix, np.float32)
+            _feed_text(digest, [name])
+            _feed_matrix(digest, data.matrix)
+            if data.context is not None:  # data without one hash as they did before contexts existed
+                _feed_text(digest, ["spatial context"])
+                _feed_matrix(digest, data.context)
             _feed_array(digest, data.rowmap, np.int64)
             _feed_array(digest, data.present, np.bool_)
         _feed_array(digest, self.codes, np.int64)
@@ -94,6 +103,23 @@ class HostData:
         if self.groups is not None:
             _feed_array(digest, self.groups, np.int64)
         return digest.hexdigest()
+
+
+def _stack(matrices):
+    """Rows of ``matrices`` one after the other: CSR if any is sparse."""
+    return sp.vstack(matrices, format="csr") if any(sp.issparse(m) for m in matrices) else np.vstack(matrices)
+
+
+def _feed_matrix(digest, matrix) -> None:
+    """The layout, then the CSR parts or the dense values."""
+    _feed_text(digest, ["csr" if sp.issparse(matrix) else "dense"])
+    if sp.issparse(matrix):
+        _feed_array(digest, np.asarray(matrix.shape), np.int64)
+        _feed_array(digest, matrix.indptr, np.int64)
+        _feed_array(digest, matrix.indices, np.int64)
+        _feed_array(digest, matrix.data, np.float32)
+    else:
+        _feed_array(digest, matrix, np.float32)
 
 
 def _feed_text(digest, items) -> None:
@@ -253,7 +279,10 @@ def read_data(
                     "(a zero row is data, not a missing modality) with library size 1",
                     stacklevel=3,
                 )
-        modalities[name] = ModalityData(matrix, rowmap, present, library, log_factorial)
+        context = None
+        if name in registry.spatial_context:
+            context = spatial_context(data, adata, matrix, registry, name, what)
+        modalities[name] = ModalityData(matrix, rowmap, present, library, log_factorial, context)
     if not np.any([m.present for m in modalities.values()], axis=0).all():
         n = int((~np.any([m.present for m in modalities.values()], axis=0)).sum())
         raise ValueError(f"{n} cell(s) of the {what} have none of the modalities {registry.names}; drop them")
@@ -267,6 +296,27 @@ def read_data(
         groups = pd.Categorical(labels, categories=registry.mmd_categories).codes.astype(np.int64)
         groups[groups < 0] = len(registry.mmd_categories)  # unseen groups: their own group, unpenalised
     return HostData(obs_names, modalities, codes, groups)
+
+
+def spatial_context(data, adata, matrix, registry: Registry, name: str, what: str):
+    """Each spot's neighbourhood mean of ``matrix`` (rows of ``adata``): spots within the
+    registry's radius, in micrometres, of the same section (the registry's
+    ``context_group_key``; data without that column are one section). Sparse stays sparse."""
+    key = registry.spatial_key
+    if key not in adata.obsm:
+        raise KeyError(
+            f"the model uses the spatial context of modality '{name}', but the {what} has no "
+            f"obsm['{key}'] (spot coordinates in micrometres) for it; pass a spatial section"
+        )
+    coords = np.asarray(adata.obsm[key], dtype=np.float64)
+    if coords.ndim != 2 or coords.shape[1] < 2 or not np.isfinite(coords[:, :2]).all():
+        raise ValueError(f"obsm['{key}'] of modality '{name}' in the {what} must be finite (spots, 2) coordinates in um")
+    groups = None
+    group_key = registry.context_group_key
+    if group_key is not None and (group_key in adata.obs.columns or _has_obs(data, group_key)):
+        column = adata.obs[group_key] if group_key in adata.obs.columns else obs_column(data, group_key)
+        groups = column.reindex(pd.Index(adata.obs_names)).astype(str).to_numpy()
+    return neighbourhood_mean(matrix, coords, registry.spatial_context[name], groups).astype(np.float32)
 
 
 def _has_obs(data, key: str) -> bool:
@@ -416,6 +466,7 @@ class DeviceData:
         self.likelihoods = {n: e.likelihood for n, e in registry.modalities.items()}
         self.n_features = {n: len(e.features) for n, e in registry.modalities.items()}
         self.storage, self.rowmap, self.log_library, self.log_factorial = {}, {}, {}, {}
+        self.context: dict[str, _Storage] = {}
         self.compact: set[str] = set()  # NB modalities whose minibatches carry their non-zeros
         presence = np.zeros((len(self.names), host.n_obs), dtype=bool)
         for k, name in enumerate(self.names):
@@ -425,6 +476,9 @@ class DeviceData:
             presence[k] = data.present
             self.storage[name] = _Storage(data.matrix, device, self._keep_sparse(data.matrix, name, device, dense_limit_bytes))
             self.rowmap[name] = torch.as_tensor(np.maximum(data.rowmap, 0), device=device)
+            if data.context is not None:
+                dense_enough = 4 * data.context.shape[0] * data.context.shape[1] <= dense_limit_bytes
+                self.context[name] = _Storage(data.context, device, sparse=sp.issparse(data.context) and not dense_enough)
             if data.library is not None:
                 self.log_library[name] = torch.as_tensor(np.log(np.maximum(data.library, 1.0)), dtype=torch.float32, device=device)
                 self.log_factorial[name] = torch.as_tensor(data.log_factorial, dtype=torch.float32, device=device)
@@ -443,11 +497,13 @@ class DeviceData:
     def batch(self, idx: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
         """The minibatch of cells ``idx`` (a device tensor); ``mask`` overrides presence."""
         n = idx.shape[0]
-        x, log_library, log_factorial, nonzero = {}, {}, {}, {}
+        x, log_library, log_factorial, nonzero, context = {}, {}, {}, {}, {}
         for name in self.names:
             if name in self.storage:
                 r = self.rowmap[name][idx]
                 x[name], nz = self.storage[name].rows(r, nonzero=name in self.compact)
+                if name in self.context:
+                    context[name] = self.context[name].rows(r)[0]
                 if nz is not None:
                     nonzero[name] = nz
                 if name in self.log_library:
@@ -465,5 +521,6 @@ class DeviceData:
             "log_library": log_library,
             "log_factorial": log_factorial,
             "nonzero": nonzero,
+            "context": context,
             "groups": None if self.groups is None else self.groups[idx],
         }

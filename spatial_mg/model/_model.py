@@ -106,6 +106,11 @@ class PoEVAE:
         :meth:`predict` uses (e.g. RNA alone to predict metabolites). The default, with
         ``train``'s ``kl_weight`` 0.5, predicted held-out metabolites from RNA better than
         0.25 (``benchmarks/results/model_notes.md``).
+    modality_weights
+        Modality name -> weight of its likelihood in the loss (Multigrate's loss
+        coefficients; others 1), to balance thousands of genes against a hundred
+        metabolites. With weights other than 1 the loss, and :meth:`get_elbo`, is the
+        weighted ELBO.
     seed
         Seeds weight initialisation and, unless ``train`` gets another, training.
 
@@ -131,6 +136,7 @@ class PoEVAE:
         batch_mmd_weight: float = ModuleConfig.batch_mmd_weight,
         modality_mmd_weight: float = ModuleConfig.modality_mmd_weight,
         modality_dropout: float = ModuleConfig.modality_dropout,
+        modality_weights: dict[str, float] | tuple = ModuleConfig.modality_weights,
         seed: int = DEFAULT_SEED,
     ):
         architecture = {k: v for k, v in locals().items() if k not in ("self", "mdata", "seed")}
@@ -188,6 +194,8 @@ class PoEVAE:
         mask_keys: dict[str, str] | None = None,
         mmd_key: str | None = None,
         *,
+        spatial_context: dict[str, float] | None = None,
+        spatial_key: str = "spatial",
         modalities: dict[str, str] | None = None,
     ) -> None:
         """Record which modalities to model and how, after checking every value once.
@@ -225,6 +233,15 @@ class PoEVAE:
             that modality should count as missing (False) although the cell is listed.
         mmd_key
             Obs column whose groups the batch MMD aligns (default ``batch_key``).
+        spatial_context
+            Modality name -> radius in micrometres (e.g. ``{"rna": 150.0}``: a Visium spot
+            and its six neighbours): that modality's encoder also reads the mean of the
+            spots within the radius of each spot, in its section (spots of different
+            ``batch_key`` groups are never neighbours), computed the same way for every
+            query. Needs ``obsm[spatial_key]`` in micrometres; leave it None for
+            single-cell data. The decoder still models each spot's own values.
+        spatial_key
+            The ``obsm`` key of the spot coordinates (micrometres) for ``spatial_context``.
         modalities
             Deprecated name of ``likelihoods``.
 
@@ -244,7 +261,9 @@ class PoEVAE:
             likelihoods = modalities
         if likelihoods is None:
             raise TypeError('setup_mudata needs likelihoods=, e.g. {"rna": "nb", "msi": "gaussian"}')
-        registry = build_registry(mdata, likelihoods, batch_key, layers, categorical_covariate_keys, mask_keys, mmd_key)
+        registry = build_registry(
+            mdata, likelihoods, batch_key, layers, categorical_covariate_keys, mask_keys, mmd_key, spatial_context, spatial_key
+        )
         read_data(mdata, registry)  # every value checked here, once: not again at training time
         store_setup(mdata, registry)
 

@@ -109,12 +109,15 @@ class ModalityBlock(nn.Module):
         dropout: float,
         dispersion_rows: tuple[int, int] | None,
         heteroscedastic: bool,
+        context: bool = False,
     ):
         super().__init__()
         self.likelihood = likelihood
         self.n_features = n_features
         self.heteroscedastic = heteroscedastic and likelihood == "gaussian"
-        self.encoder = MLP(n_features, n_cov, 2 * n_latent, n_hidden, n_layers, layer_norm, dropout)
+        self.context = context
+        n_in = n_features * (2 if context else 1)  # the spot's values, then its neighbourhood's
+        self.encoder = MLP(n_in, n_cov, 2 * n_latent, n_hidden, n_layers, layer_norm, dropout)
         n_out = n_features * (2 if self.heteroscedastic else 1)
         self.decoder = MLP(n_latent, n_cov, n_out, n_hidden, n_layers, layer_norm, 0.0)
         self.dispersion: CovariateTable | None = None
@@ -146,8 +149,13 @@ class ModalityBlock(nn.Module):
             return self.standardise(x)
         return x
 
-    def expert(self, x: torch.Tensor, cov: torch.Tensor, log_library: torch.Tensor):
-        out = self.encoder(self.encoder_input(x, log_library), cov)
+    def expert(self, x: torch.Tensor, cov: torch.Tensor, log_library: torch.Tensor, context: torch.Tensor | None = None):
+        h = self.encoder_input(x, log_library)
+        if self.context:  # the neighbourhood mean, on the same scale as the spot's own values
+            if context is None:  # cells without the modality: masked out later, any input will do
+                context = torch.zeros_like(x)
+            h = torch.cat([h, self.encoder_input(context, torch.log(context.sum(-1).clamp_min(1.0)))], -1)
+        out = self.encoder(h, cov)
         mu, logvar = out.chunk(2, -1)
         return mu, logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
 
@@ -233,6 +241,13 @@ class PoEModule(nn.Module):
         Share of cells with two or more modalities whose encoders, in training, see only
         one of them (chosen at random), so that single-modality posteriors, which
         prediction uses, are trained too.
+    context_modalities
+        Modalities whose encoder also reads each spot's spatial context (the batch's
+        ``context``: the mean of the spot and its neighbours), transformed as the spot's
+        own values; the decoder still models the spot alone.
+    modality_weights
+        ``(name, weight)`` pairs: the weight of that modality's likelihood in the loss
+        (others 1).
     """
 
     def __init__(
@@ -253,6 +268,8 @@ class PoEModule(nn.Module):
         n_mmd_groups: int = 0,
         modality_mmd_weight: float = 0.0,
         modality_dropout: float = 0.0,
+        context_modalities: tuple[str, ...] = (),
+        modality_weights: tuple[tuple[str, float], ...] = (),
     ):
         super().__init__()
         if fusion not in ("poe", "moe"):
@@ -269,12 +286,19 @@ class PoEModule(nn.Module):
         self.n_mmd_groups = int(n_mmd_groups)
         self.modality_mmd_weight = float(modality_mmd_weight)
         self.modality_dropout = float(modality_dropout)
+        weights = dict(modality_weights)
+        self.modality_weights = [float(weights.get(name, 1.0)) for name in self.names]
         self.covariates = nn.ModuleList(CovariateTable(n_ref, embedding_dim, n_new) for n_ref, n_new in covariate_sizes)
         n_cov = embedding_dim * len(covariate_sizes)
         rows = tuple(covariate_sizes[batch_covariate]) if dispersion == "feature-batch" else None
+        unknown = set(context_modalities) - set(self.names)
+        if unknown:
+            raise ValueError(f"context_modalities {sorted(unknown)} are not modalities of the model {self.names}")
         self.blocks = nn.ModuleList(
-            ModalityBlock(lik, n_feat, n_latent, n_cov, n_hidden, n_layers, layer_norm, dropout_rate, rows, heteroscedastic)
-            for _, lik, n_feat in modalities
+            ModalityBlock(
+                lik, n_feat, n_latent, n_cov, n_hidden, n_layers, layer_norm, dropout_rate, rows, heteroscedastic, name in context_modalities
+            )
+            for name, lik, n_feat in modalities
         )
 
     # --- shared pieces ------------------------------------------------------------------
@@ -289,7 +313,11 @@ class PoEModule(nn.Module):
 
     def experts(self, batch: dict, cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Every modality's expert for every cell (absent ones are garbage, masked later)."""
-        out = [blk.expert(batch["x"][name], cov, batch["log_library"][name]) for name, blk in zip(self.names, self.blocks)]
+        context = batch.get("context", {})
+        out = [
+            blk.expert(batch["x"][name], cov, batch["log_library"][name], context.get(name))
+            for name, blk in zip(self.names, self.blocks)
+        ]
         return torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out])
 
     def fuse(self, mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor):
@@ -320,7 +348,8 @@ class PoEModule(nn.Module):
                 d = blk.distribution(
                     z, cov, batch["log_library"][name], batch_codes, batch["log_factorial"].get(name), batch["nonzero"].get(name)
                 )
-                pyro.sample(name, d.mask(batch["mask"][k]), obs=blk.observed(x))
+                with poutine.scale(scale=self.modality_weights[k]):
+                    pyro.sample(name, d.mask(batch["mask"][k]), obs=blk.observed(x))
 
     def guide(self, batch: dict, kl_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         n_obs, idx = batch["n_obs"], batch["idx"]

@@ -48,20 +48,30 @@ class ModalityEntry:
 
 @dataclass
 class Registry:
-    """Modalities (in model order), categorical covariates with their categories, MMD key."""
+    """Modalities (in model order), categorical covariates with their categories, MMD key,
+    and the spatial context: modality -> neighbourhood radius in micrometres, with the obs
+    key of the spots' coordinates (``obsm``) and the obs column whose groups (sections)
+    are never neighbours."""
 
     modalities: dict[str, ModalityEntry]
     covariates: dict[str, list[str]] = field(default_factory=dict)
     batch_key: str | None = None
     mmd_key: str | None = None
     mmd_categories: list[str] = field(default_factory=list)
+    spatial_context: dict[str, float] = field(default_factory=dict)
+    spatial_key: str = "spatial"
+    context_group_key: str | None = None
 
     @property
     def names(self) -> list[str]:
         return list(self.modalities)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
+        raw = asdict(self)
+        if not self.spatial_context:  # as registries of before the spatial context, byte for byte
+            for key in ("spatial_context", "spatial_key", "context_group_key"):
+                del raw[key]
+        return json.dumps(raw, indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> Registry:
@@ -135,6 +145,8 @@ def build_registry(
     categorical_covariate_keys: list[str] | None,
     mask_keys: dict[str, str] | None,
     mmd_key: str | None,
+    spatial_context: Mapping[str, float] | None = None,
+    spatial_key: str = "spatial",
 ) -> Registry:
     """Validate the setup arguments against ``mdata`` and record them."""
     if not isinstance(likelihoods, Mapping) or not likelihoods:
@@ -173,7 +185,29 @@ def build_registry(
     covariates = {k: categories_of(mdata, k) for k in keys}
     mmd_key = mmd_key if mmd_key is not None else batch_key
     mmd_categories = covariates[mmd_key] if mmd_key in covariates else (categories_of(mdata, mmd_key) if mmd_key else [])
-    return Registry(entries, covariates, batch_key, mmd_key, mmd_categories)
+    context = _check_spatial_context(mods, spatial_context, spatial_key, likelihoods)
+    return Registry(entries, covariates, batch_key, mmd_key, mmd_categories, context, spatial_key, batch_key if context else None)
+
+
+def _check_spatial_context(mods, spatial_context, spatial_key: str, likelihoods) -> dict[str, float]:
+    """``spatial_context`` as modality -> radius (um), each modality with coordinates."""
+    if not spatial_context:
+        return {}
+    if not isinstance(spatial_context, Mapping):
+        raise TypeError(f'spatial_context must be a dict such as {{"rna": 150.0}} (modality -> radius in um), not {spatial_context!r}')
+    context = {}
+    for name, radius in spatial_context.items():
+        if name not in likelihoods:
+            raise KeyError(f"spatial_context names modality '{name}', which is not in `likelihoods` {sorted(likelihoods)}")
+        if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not np.isfinite(radius) or radius <= 0:
+            raise ValueError(f"spatial_context['{name}'] must be a radius in micrometres > 0 (e.g. 150 for Visium), not {radius!r}")
+        if spatial_key not in mods[name].obsm:
+            raise KeyError(
+                f"spatial_context needs the spots' coordinates in micrometres in mdata['{name}'].obsm['{spatial_key}']; "
+                "it is missing (single-cell data have no neighbourhood: set up without spatial_context)"
+            )
+        context[name] = float(radius)
+    return context
 
 
 def feature_annotations(var: pd.DataFrame) -> dict[str, list]:

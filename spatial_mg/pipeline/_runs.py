@@ -111,6 +111,7 @@ def run_train(
     fusion: str | None = None,
     batch_mmd_weight: float | None = None,
     modality_mmd_weight: float | None = None,
+    context_radius_um: float | None = None,
     checkpoint_dir: str | PathLike | None = None,
     resume: bool = False,
     n_models: int = 1,
@@ -154,7 +155,8 @@ def run_train(
         stacked = stack_sections(by_section, mix_matrices=mix_matrices)
         common = dict(n_latent=n_latent, max_epochs=max_epochs, batch_size=batch_size, accelerator=accelerator,
                       batch_key=batch_key, fusion=fusion, batch_mmd_weight=batch_mmd_weight,
-                      modality_mmd_weight=modality_mmd_weight, calibrate=calibrate, resume=resume)
+                      modality_mmd_weight=modality_mmd_weight, context_radius_um=context_radius_um,
+                      calibrate=calibrate, resume=resume)
         models = []
         for k in range(seed, seed + n_models):
             if n_models > 1:

@@ -29,6 +29,8 @@ def train_model(
     fusion: str | None = None,
     batch_mmd_weight: float | None = None,
     modality_mmd_weight: float | None = None,
+    context_radius_um: float | None = None,
+    msi_weight: float | None = None,
     calibrate: bool = True,
     checkpoint_dir: str | PathLike | None = None,
     resume: bool = False,
@@ -66,6 +68,12 @@ def train_model(
     modality_mmd_weight
         Weight of the MMD between the RNA and MSI latents of each spot; ``None``: the
         model's default (none).
+    context_radius_um
+        Give the RNA encoder each spot's spatial context: the mean RNA of the spots within
+        this radius in its section (150: a Visium spot and its six neighbours); ``None``:
+        none (``benchmarks/results/prediction_notes.md`` has the comparison).
+    msi_weight
+        Weight of the metabolites' likelihood in the loss against the RNA's (1: the ELBO).
     calibrate
         Calibrate the predictive intervals across sections (two or more sections; one more
         training per section, each as long as the model's); with one section a warning
@@ -93,13 +101,15 @@ def train_model(
     if progress_bar is None:
         progress_bar = package_settings.verbosity <= logging.INFO
     architecture = _given({"n_latent": n_latent, "fusion": fusion, "batch_mmd_weight": batch_mmd_weight,
-                           "modality_mmd_weight": modality_mmd_weight})
+                           "modality_mmd_weight": modality_mmd_weight,
+                           "modality_weights": {"msi": msi_weight} if msi_weight is not None else None})
     training = _given({"max_epochs": max_epochs, "batch_size": batch_size})
 
     def fit(data: md.MuData, **more):
         from ..model import PoEVAE
 
-        PoEVAE.setup_mudata(data, likelihoods=PAIRED_LIKELIHOODS, batch_key=batch_key)
+        context = {"rna": context_radius_um} if context_radius_um else None
+        PoEVAE.setup_mudata(data, likelihoods=PAIRED_LIKELIHOODS, batch_key=batch_key, spatial_context=context)
         return PoEVAE(data, seed=seed, **architecture).train(accelerator=accelerator, **{**training, **more})
 
     model = fit(pairs, progress_bar=progress_bar, resume=resume, **_given({"checkpoint_dir": checkpoint_dir}))

@@ -24,7 +24,7 @@ def test_train_takes_every_training_setting_with_its_default():
 
 
 def test_the_model_takes_every_architecture_setting_with_its_default():
-    from_setup = {"modalities", "covariate_sizes", "batch_covariate", "n_mmd_groups"}
+    from_setup = {"modalities", "covariate_sizes", "batch_covariate", "n_mmd_groups", "context_modalities"}
     config = {f.name: f.default for f in dataclasses.fields(ModuleConfig) if f.name not in from_setup}
     assert _defaults(PoEVAE.__init__, skip={"seed"}) == config
 
@@ -63,6 +63,19 @@ def test_module_config_is_json_and_grows_for_a_query():
     assert config.for_query(_registry(["b0", "b1", "q0"]), query_in_train=True).covariate_sizes == ((3, 0),)
     module = config.build(seed=0)
     assert module.n_latent == 3 and module.blocks[0].per_batch_dispersion
+
+
+def test_modality_weights_and_context_round_trip_and_are_checked():
+    config = ModuleConfig.for_registry(_registry(["b0"]), modality_weights={"msi": 3})
+    assert config.modality_weights == (("msi", 3),)
+    again = ModuleConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config and again.build(seed=0).modality_weights == [1.0, 3.0]
+    with_context = dataclasses.replace(config, context_modalities=("rna",))
+    assert ModuleConfig.from_dict(json.loads(json.dumps(with_context.to_dict()))).context_modalities == ("rna",)
+    with pytest.raises(KeyError, match="'atac', which is not a modality"):
+        ModuleConfig.for_registry(_registry(["b0"]), modality_weights={"atac": 2.0})
+    with pytest.raises(ValueError, match=r"modality_weights\['msi'\] must be a number > 0"):
+        ModuleConfig.for_registry(_registry(["b0"]), modality_weights={"msi": 0.0})
 
 
 @pytest.mark.parametrize(

@@ -120,3 +120,14 @@ def test_latent_mean_of_one_modality_is_its_expert_with_the_prior_and_nan_where_
     alone["mask"][[0, 2]] = False  # msi the only modality: the joint posterior is its expert with the prior
     present = batch["mask"][1]
     assert torch.equal(z_msi[present], module.latent_mean(alone)[present])
+
+
+def test_modality_weights_scale_that_likelihood_alone():
+    batch = _batch()
+    pyro.set_rng_seed(1)  # the same draw of z for both
+    plain = _module().loss_terms(batch)
+    pyro.set_rng_seed(1)
+    weighted = _module(modality_weights=(("msi", 4.0),)).loss_terms(batch)
+    torch.testing.assert_close(weighted["nll_msi"], 4.0 * plain["nll_msi"])
+    torch.testing.assert_close(weighted["nll_rna"], plain["nll_rna"])
+    torch.testing.assert_close(weighted["kl_z"], plain["kl_z"])
