@@ -47,6 +47,7 @@ from ._refine import MaskAligner
 from ._result import RegistrationResult, obs_fingerprint
 from ._section import Section, prepare_section
 from ._settle import settle
+from ._verify import verify
 
 METHODS = ("moscot", "landmarks")
 TRANSFORMS = ("similarity", "affine")
@@ -158,7 +159,7 @@ def register(
     if method == "moscot":
         jax_device(device)  # fail early on a device JAX does not see
     # one progress line per stage: a registration takes a minute or two on real sections
-    stages = Stages(log, "registration", 7 if method == "moscot" and refine_fit else 3)
+    stages = Stages(log, "registration", (8 if refine_fit else 6) if method == "moscot" else 3)
     with stages("prepare"):
         section = prepare_section(rna, msi, msi_pixel_size_um=msi_pixel_size_um, msi_mask=msi_mask, tic_threshold=tic_threshold)
     notes = [] if section.rna_units_known else ["rna.uns['spatial_mg'] does not record micrometres (assumed)"]
@@ -223,31 +224,40 @@ def _moscot_pose(
     scale: bool,
     n_angles: int,
 ) -> tuple[Pose, Coupling | None, dict]:
-    """Stages 2-5 of the module notes: the pose, the coupling (``None`` if it diverged) and QC details."""
+    """Stages 2-6 of the module notes: the pose, the coupling (``None`` if it diverged) and QC details.
+
+    ``refine_fit=False`` returns the plan's fit as it is; it is checked like any pose
+    (``_verify``), against the same refined candidates.
+    """
     with stages("transport coupling"):
         coupling, info = couple(section, features, settings, scale=scale)
-    if not refine_fit:
-        if coupling is None:
-            raise RegistrationFailedError(
-                f"{info['gw_failed']} (also with a {RETRY_EPSILON_FACTOR} times larger epsilon); "
-                "refine_fit=False has nothing else to use."
-            )
-        pose = coupling.affine_fit() if transform == "affine" else coupling.fit
-        return pose, coupling, {**info, "plan_agreement": coupling.agreement(pose, section)}
+    if not refine_fit and coupling is None:
+        raise RegistrationFailedError(
+            f"{info['gw_failed']} (also with a {RETRY_EPSILON_FACTOR} times larger epsilon); "
+            "refine_fit=False has nothing else to use."
+        )
     start = time.perf_counter()
     with stages("candidate poses"):
         candidates = candidate_poses(section, coupling, n_angles=n_angles)
     info["search_seconds"] = time.perf_counter() - start
     aligner = MaskAligner.for_section(section)
     score = PoseScore.for_section(section, features)
+    affine = transform == "affine"
     with stages("refine"):
         refined = refine_candidates(candidates, aligner, score, scale=scale)
-    with stages("choose"):
-        choice = choose_pose(refined, section.msi_um, pitch=section.pitch)
-    with stages("settle"):
-        settled = settle(choice.chosen.pose, aligner, section.msi_um, pitch=section.pitch, scale=scale, affine=transform == "affine")
-    info |= {**choice.details(), "pose_spread_um": settled.spread_um, "pose_slack_um": settled.slack_um}
+    if refine_fit:
+        with stages("choose"):
+            choice = choose_pose(refined, section.msi_um, pitch=section.pitch)
+        with stages("settle"):
+            pose = settle(choice.chosen.pose, aligner, section.msi_um, pitch=section.pitch, scale=scale, affine=affine).pose
+        info |= choice.details()
+    else:
+        pose = coupling.affine_fit() if affine else coupling.fit
+        info["chosen"] = "transport plan (refine_fit=False)"
     info["refine_seconds"] = time.perf_counter() - start
+    with stages("verify"):
+        checks = verify(pose, refined, aligner, score, section.msi_um, pitch=section.pitch, scale=scale, affine=affine)
+    info |= checks.details()
     if coupling is not None:
-        info["plan_agreement"] = coupling.agreement(settled.pose, section)
-    return settled.pose, coupling, info
+        info["plan_agreement"] = coupling.agreement(pose, section)
+    return pose, coupling, info
