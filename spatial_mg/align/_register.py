@@ -36,11 +36,12 @@ from .._errors import RegistrationFailedError
 from .._logging import Stages
 from ..io._spatialdata import as_anndata
 from ._agreement import PoseScore
-from ._candidates import Coupling, candidate_poses, couple
+from ._candidates import Coupling, candidate_poses, couple, outline_search
 from ._choose import choose_pose, refine_candidates
 from ._inputs import shared_feature_matrices
 from ._landmarks import landmark_pose
 from ._moscot import RETRY_EPSILON_FACTOR, TransportSettings, jax_device
+from ._nearest import nearest_coupling
 from ._pose import Pose
 from ._qc import assess
 from ._refine import MaskAligner
@@ -50,6 +51,7 @@ from ._settle import settle
 from ._verify import verify
 
 METHODS = ("moscot", "landmarks")
+COUPLINGS = ("moscot", "nearest")
 TRANSFORMS = ("similarity", "affine")
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,7 @@ def register(
     n_angles: int = 72,
     device: str | None = None,
     solve_kwargs: dict | None = None,
+    coupling: str = "moscot",
 ) -> RegistrationResult:
     """Register MSI pixels onto STR spots.
 
@@ -131,6 +134,10 @@ def register(
     device
         JAX device for moscot: ``None`` uses a GPU when JAX sees one, else the CPU;
         ``"cpu"`` or ``"gpu"`` to choose.
+    coupling
+        ``"moscot"`` (default): the optimal-transport coupling. ``"nearest"``: no optimal
+        transport; each sampled pixel is coupled to the nearest sampled spot under the
+        outline search's best pose (``_nearest``): the ablation that shows what moscot adds.
 
     Returns
     -------
@@ -145,6 +152,8 @@ def register(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
     if transform not in TRANSFORMS:
         raise ValueError(f"transform must be one of {TRANSFORMS}, got {transform!r}.")
+    if coupling not in COUPLINGS:
+        raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}.")
     settings = TransportSettings(
         n_subsample=n_subsample,
         alpha=alpha,
@@ -156,14 +165,14 @@ def register(
         device=device,
         solve_kwargs=solve_kwargs,
     )
-    if method == "moscot":
+    if method == "moscot" and coupling == "moscot":
         jax_device(device)  # fail early on a device JAX does not see
     # one progress line per stage: a registration takes a minute or two on real sections
     stages = Stages(log, "registration", (8 if refine_fit else 6) if method == "moscot" else 3)
     with stages("prepare"):
         section = prepare_section(rna, msi, msi_pixel_size_um=msi_pixel_size_um, msi_mask=msi_mask, tic_threshold=tic_threshold)
     notes = [] if section.rna_units_known else ["rna.uns['spatial_mg'] does not record micrometres (assumed)"]
-    coupling = residual = None
+    coupled = residual = None
     if method == "landmarks":
         with stages("landmark fit"):
             pose, info, doubts = landmark_pose(
@@ -174,8 +183,16 @@ def register(
         residual = info["landmark_rms_um"]
     else:
         features = shared_feature_matrices(rna, msi, shared_features, section.tissue.mask)
-        pose, coupling, info = _moscot_pose(
-            section, features, settings, stages, transform=transform, refine_fit=refine_fit, scale=scale, n_angles=n_angles
+        pose, coupled, info = _moscot_pose(
+            section,
+            features,
+            settings,
+            stages,
+            transform=transform,
+            refine_fit=refine_fit,
+            scale=scale,
+            n_angles=n_angles,
+            nearest=coupling == "nearest",
         )
     details = {**section.details(), **info, "seconds": time.perf_counter() - start}
     with stages("assess"):
@@ -194,6 +211,7 @@ def register(
         "rank": rank,
         "n_angles": n_angles,
         "device": device,
+        "coupling": coupling,
     }
     return RegistrationResult(
         pose=pose,
@@ -202,10 +220,10 @@ def register(
         msi_tissue=section.tissue.mask,
         n_msi=section.n_msi,
         n_rna=section.n_rna,
-        plan=None if coupling is None else coupling.plan,
+        plan=None if coupled is None else coupled.plan,
         # positions in the full AnnData of the plan's rows / columns
-        plan_msi_index=None if coupling is None else np.flatnonzero(section.tissue.mask)[coupling.msi_index],
-        plan_rna_index=None if coupling is None else coupling.rna_index,
+        plan_msi_index=None if coupled is None else np.flatnonzero(section.tissue.mask)[coupled.msi_index],
+        plan_rna_index=None if coupled is None else coupled.rna_index,
         params=params,
         msi_pixel_size_um=section.msi_pixel_size_um,
         rna_fingerprint=obs_fingerprint(rna),
@@ -223,14 +241,20 @@ def _moscot_pose(
     refine_fit: bool,
     scale: bool,
     n_angles: int,
+    nearest: bool = False,
 ) -> tuple[Pose, Coupling | None, dict]:
     """Stages 2-6 of the module notes: the pose, the coupling (``None`` if it diverged) and QC details.
 
     ``refine_fit=False`` returns the plan's fit as it is; it is checked like any pose
     (``_verify``), against the same refined candidates.
     """
+    hits = None
     with stages("transport coupling"):
-        coupling, info = couple(section, features, settings, scale=scale)
+        if nearest:  # the ablation: no optimal transport (``_nearest``)
+            hits = outline_search(section, n_angles=n_angles)
+            coupling, info = nearest_coupling(section, hits[0].pose, settings, scale=scale)
+        else:
+            coupling, info = couple(section, features, settings, scale=scale)
     if not refine_fit and coupling is None:
         raise RegistrationFailedError(
             f"{info['gw_failed']} (also with a {RETRY_EPSILON_FACTOR} times larger epsilon); "
@@ -238,7 +262,7 @@ def _moscot_pose(
         )
     start = time.perf_counter()
     with stages("candidate poses"):
-        candidates = candidate_poses(section, coupling, n_angles=n_angles)
+        candidates = candidate_poses(section, coupling, n_angles=n_angles, hits=hits)
     info["search_seconds"] = time.perf_counter() - start
     aligner = MaskAligner.for_section(section)
     score = PoseScore.for_section(section, features)
