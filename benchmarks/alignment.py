@@ -15,7 +15,8 @@ Prints one JSON line per part (``--parts``, default all):
   ``0.7-0.9`` spreads the seeds evenly over it). Both parts report, per seed, the error,
   the QC verdict and its figures; after them a ``qc_confusion`` line counts the poses
   within 20 um, 20-50 um and beyond 50 um of the truth by verdict (every pose within
-  20 um should be "high", every one beyond 50 um "low").
+  20 um should be "high", every one beyond 50 um "low"). ``--keep-unacquired`` keeps the
+  pixels beyond the edge as empty spectra, as exports that fill the raster's rectangle do.
   ``--ablate`` registers every section a second time with moscot's coupling replaced by
   a nearest-neighbour coupling under the outline search's best pose
   (``register(coupling="nearest")``) and reports both errors per seed.
@@ -151,6 +152,7 @@ def run_synthetic(args, part: str = "synthetic", coverage: str | None = None) ->
             n_metabolites=10,
             msi_reflect=bool(seed % 2),
             msi_coverage=cover,
+            msi_keep_unacquired=args.keep_unacquired and cover is not None,
         )
         s = data.sections[0]
         start = time.perf_counter()
@@ -159,11 +161,12 @@ def run_synthetic(args, part: str = "synthetic", coverage: str | None = None) ->
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             mdata = smg.align.pair(s.rna, s.msi, reg)
-        tissue = s.msi.obs["in_tissue"].to_numpy(bool)
+        acquired = s.msi.obs["acquired"].to_numpy(bool) if "acquired" in s.msi.obs else np.ones(s.msi.n_obs, bool)
+        tissue = s.msi.obs["in_tissue"].to_numpy(bool) & acquired
         pts = np.asarray(s.msi.obsm["spatial"], float)[tissue]
         err = reg.distance_to(s.affine, pts)
         true = Pose(s.affine)
-        msi_all = np.asarray(s.msi.obsm["spatial"], float)
+        msi_all = np.asarray(s.msi.obsm["spatial"], float)[acquired]
         spots_in_msi = Pose(s.affine).inverse().apply(np.asarray(s.rna.obsm["spatial"], float))
         rows.append(
             {
@@ -198,6 +201,7 @@ def run_synthetic(args, part: str = "synthetic", coverage: str | None = None) ->
         {
             "n_spots": args.n_spots,
             "msi_coverage": coverage,
+            "keep_unacquired": args.keep_unacquired and coverage is not None,
             "ablate": args.ablate,
             **qc_confusion(rows),
             "seeds": [r["seed"] for r in rows],
@@ -378,6 +382,11 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="JAX device for moscot: cpu or gpu (default: GPU if seen)")
     parser.add_argument("--n-subsample", type=int, default=500, help="points per side of the GW solve (speed part)")
     parser.add_argument("--coverage", default="0.7-0.9", help="share of the tissue the MSI covers in the partial part")
+    parser.add_argument(
+        "--keep-unacquired",
+        action="store_true",
+        help="partial part: keep the pixels beyond the acquisition edge as empty spectra (TIC 0)",
+    )
     parser.add_argument(
         "--ablate", action="store_true", help="also register with moscot's coupling replaced by a nearest-neighbour one"
     )

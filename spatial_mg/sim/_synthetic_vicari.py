@@ -58,6 +58,7 @@ def synthetic_vicari(
     msi_section_sd: float = 0.0,
     um_per_px: float | None = None,
     msi_coverage: float | None = None,
+    msi_keep_unacquired: bool = False,
     seed: int = 0,
 ) -> SyntheticVicari:
     """Generate a synthetic Vicari-type dataset: Visium RNA + MALDI-MSI on serial sections.
@@ -103,6 +104,11 @@ def synthetic_vicari(
         straight edge at a random angle, as when the acquisition region is drawn smaller
         than the tissue; pixels beyond the edge are not acquired. ``None`` (default): the
         off-centre raster described under ``msi_pitch_um``, unchanged from earlier versions.
+    msi_keep_unacquired
+        With ``msi_coverage``: keep the raster pixels beyond the acquisition edge as empty
+        spectra (all intensities and ``obs["tic"]`` 0), as exports that fill the raster's
+        bounding rectangle do, instead of leaving them out. ``obs["acquired"]`` says which
+        pixels were acquired (truth; ``obs["in_tissue"]`` stays where the tissue lies).
     seed
         Everything is a deterministic function of the arguments and ``seed``.
 
@@ -158,6 +164,7 @@ def synthetic_vicari(
                 msi_scale=msi_scale,
                 um_per_px=um_per_px,
                 msi_coverage=msi_coverage,
+                msi_keep_unacquired=msi_keep_unacquired,
             )
         )
     return SyntheticVicari(sections=sections, noise_mz=noise_mz, params=params)
@@ -202,6 +209,7 @@ def _section(
     msi_scale: float | None,
     um_per_px: float | None,
     msi_coverage: float | None = None,
+    msi_keep_unacquired: bool = False,
 ) -> SyntheticSection:
     upp = float(um_per_px) if um_per_px is not None else float(rng.uniform(0.16, 0.4))
     n_spots = int(round(tissue.area_um2() / _SPOT_AREA_UM2))
@@ -288,10 +296,14 @@ def _section(
     )
     on_tissue = tissue.depth(v_px) > 0
     noise_peaks = noise_peak_intensities(rng, on_tissue, float(np.median(background)))
+    acquired = np.ones(len(xy), dtype=bool)
     if msi_coverage is not None and msi_coverage < 1:
         acquired = straight_cut(rng, raster.to_str(msi_um), on_tissue, msi_coverage)
-        xy, msi_um, intensity = xy[acquired], msi_um[acquired], intensity[acquired]
-        on_tissue, noise_peaks = on_tissue[acquired], noise_peaks[acquired]
+        if msi_keep_unacquired:  # empty spectra where nothing was acquired
+            intensity[~acquired], noise_peaks[~acquired] = 0.0, 0.0
+        else:
+            xy, msi_um, intensity = xy[acquired], msi_um[acquired], intensity[acquired]
+            on_tissue, noise_peaks, acquired = on_tissue[acquired], noise_peaks[acquired], acquired[acquired]
 
     msi_obs = pd.DataFrame(
         {
@@ -299,6 +311,7 @@ def _section(
             "y": xy[:, 1],
             "tic": intensity.sum(axis=1, dtype=np.float64) + noise_peaks.sum(axis=1, dtype=np.float64),
             "in_tissue": on_tissue,
+            **({"acquired": acquired} if msi_coverage is not None else {}),
         },
         index=pd.Index([f"px_{a}_{b}" for a, b in xy]),
     )
