@@ -20,6 +20,10 @@ Prints one JSON line per part (``--parts``, default all):
   ``--ablate`` registers every section a second time with moscot's coupling replaced by
   a nearest-neighbour coupling under the outline search's best pose
   (``register(coupling="nearest")``) and reports both errors per seed.
+- ``qc``: the QC probe: on the same sections, the QC of the true pose, of the true pose
+  shifted by 100 um or turned by 5 degrees (``assess_pose``) and of moscot's own fit
+  (``register(refine_fit=False)``): poses of known error, far off ones among them, for
+  the confusion table.
 - ``real``: the SMA section in tests/data (Vicari et al. 2024, V11L12-038_D1): MSI pixel
   positions registered onto the in-tissue spots from coordinates alone, compared with the
   least-squares similarity through the 10 hand-placed landmarks (median over pixels).
@@ -229,6 +233,68 @@ def _ablation_summary(rows: list[dict]) -> dict:
     }
 
 
+# hand-made wrong poses for the QC probe: the truth shifted, and turned about the tissue centre
+PROBE_SHIFT_UM = 100.0
+PROBE_TURN_DEG = 5.0
+
+
+def run_qc_probe(args) -> list[dict]:
+    """QC verdicts on poses of known error: the truth, the truth moved by hand, moscot's own fit.
+
+    On the sections of the synthetic and the partial parts (same seeds and coverages), the
+    true pose, the true pose shifted by ``PROBE_SHIFT_UM`` and turned by ``PROBE_TURN_DEG``
+    are assessed with ``assess_pose``, and ``register(refine_fit=False)`` returns moscot's
+    fit with its QC: poses the registration does not return by default, several far off.
+    """
+    import spatial_mg as smg
+    from spatial_mg.align import Pose
+
+    rows = []
+    seeds = _seeds(args.seeds)
+    for part, coverage in (("synthetic", None), ("partial", args.coverage)):
+        for seed, cover in zip(seeds, _coverages(coverage, len(seeds))):
+            s = smg.sim.synthetic_vicari(
+                n_sections=1,
+                seed=seed,
+                n_spots=args.n_spots,
+                n_genes=20,
+                n_metabolites=10,
+                msi_reflect=bool(seed % 2),
+                msi_coverage=cover,
+            ).sections[0]
+            truth = Pose(s.affine)
+            pts = np.asarray(s.msi.obsm["spatial"], float)[s.msi.obs["in_tissue"].to_numpy(bool)]
+            centre = truth.apply(pts).mean(axis=0)
+            turn = Pose.similarity(1.0, PROBE_TURN_DEG)
+            poses = {
+                "truth": truth,
+                f"shift_{PROBE_SHIFT_UM:.0f}um": Pose.similarity(1.0, 0.0, False, (PROBE_SHIFT_UM, 0.0)) @ truth,
+                f"turn_{PROBE_TURN_DEG:.0f}deg": Pose.similarity(1.0, PROBE_TURN_DEG, False, centre - turn.apply(centre[None])[0])
+                @ truth,
+            }
+            qcs = {kind: smg.align.assess_pose(s.rna, s.msi, pose) for kind, pose in poses.items()}
+            plan = smg.align.register(s.rna, s.msi, device=args.device, refine_fit=False)
+            poses["plan_fit"], qcs["plan_fit"] = plan.pose, plan.qc
+            for kind, pose in poses.items():
+                err = np.linalg.norm(pose.apply(pts) - truth.apply(pts), axis=1)
+                rows.append(
+                    {
+                        "part": f"qc_probe_{part}",
+                        "seed": seed,
+                        "msi_coverage": cover,
+                        "pose": kind,
+                        "median_error_um": float(np.median(err)),
+                        "confidence": qcs[kind].confidence,
+                        "pose_drift_um": qcs[kind].details.get("pose_drift_um"),
+                        "candidate_margin": qcs[kind].details.get("candidate_margin"),
+                        "reason": qcs[kind].reason,
+                    }
+                )
+                print(json.dumps({"benchmark": "alignment", **rows[-1]}), file=sys.stderr, flush=True)
+    _emit("qc_probe", {"n_spots": args.n_spots, "msi_coverage": args.coverage, "n_poses": len(rows), **qc_confusion(rows)})
+    return rows
+
+
 def run_partial(args) -> list[dict]:
     """The synthetic sweep with the MSI acquisition cut to cover ``--coverage`` of the tissue."""
     return run_synthetic(args, part="partial", coverage=args.coverage)
@@ -394,6 +460,7 @@ def main() -> None:
     parts = {
         "synthetic": run_synthetic,
         "partial": run_partial,
+        "qc": run_qc_probe,
         "real": run_real,
         "speed": run_speed,
         "pairing": run_pairing,

@@ -3,8 +3,10 @@
 The default method (``"moscot"``) is a pipeline of stages over :class:`Pose`, each a
 function that says what it decides and why:
 
-1. :func:`prepare_section` (``_section``): both sides in micrometres, checked; the MSI
-   background removed (``_background``); where each modality measured.
+1. :func:`prepare_section` (``_section``): both sides in micrometres, checked; pixels the
+   MSI did not acquire (empty spectra) left out (``_acquired``); the MSI values read on
+   whatever scale they come (``_intensity_scale``) and the background removed
+   (``_background``); where each modality measured.
 2. :func:`couple` (``_candidates``): moscot's ``AlignmentProblem`` couples an even
    subsample of each side by Gromov-Wasserstein (geometry only) or fused GW (with shared
    features), unbalanced so that partial overlap is allowed, with the solver settings of
@@ -15,13 +17,20 @@ function that says what it decides and why:
    on the soft tissue masks where both modalities measured (``_refine``); among the poses
    of plausible scale that match about as many pixels and spots as the best, the one whose
    outlines lie closest wins, and the best distinct rival is named.
-5. :func:`settle` (``_settle``): the consensus of refits from nearby starts, how far they
-   ended apart (``pose_spread_um``) and how far the pose slides before its outlines
-   mismatch 20 % more (``pose_slack_um``).
-6. :func:`assess` (``_qc``): overlap, matched fraction, residual, scale, the rival's
-   margin, spread and slack, and the confidence with its reasons.
+5. :func:`settle` (``_settle``): the consensus of refits from nearby starts.
+6. :func:`verify` (``_verify``): the checks every returned pose gets, whatever made it
+   (``refine_fit=False`` returns moscot's fit as is, and it is checked the same way; so is
+   a pose given to :func:`assess_pose`): how far refits from it end (``pose_drift_um``,
+   ``pose_spread_um``), how far it slides before its outlines mismatch 20 % more
+   (``pose_slack_um``), and the refined candidates that put the tissue elsewhere as
+   rivals (``candidate_margin``, ``rival_score_gain``). The share of moscot's plan mass
+   the pose maps within two match radii is ``plan_agreement``.
+7. :func:`assess` (``_qc``): overlap, matched fraction, residual, scale, and the checks
+   above, and the confidence with its reasons.
 
-``method="landmarks"`` replaces steps 2-5 by a least-squares fit through given point pairs.
+``coupling="nearest"`` replaces moscot's plan in step 2 by a nearest-neighbour coupling
+under the outline search's best pose (the ablation, ``_nearest``). ``method="landmarks"``
+replaces steps 2-6 by a least-squares fit through given point pairs.
 """
 
 from __future__ import annotations

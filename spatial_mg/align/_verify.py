@@ -4,11 +4,12 @@ Whatever produced a pose (the default pipeline, moscot's plan fit with ``refine_
 a pose given by hand to :func:`assess_pose`), the QC asks the outlines the same three
 questions about it:
 
-- **drift**: refitted on the tissue masks from the pose itself and from two nearby starts
-  (``_settle.settle``), where do the fits end? A pose the outlines hold ends where it
-  started; a pose that is off is pulled away (``pose_drift_um``: the consensus's distance,
-  ``pose_spread_um``: the farthest fit's).
-- **slack**: how far the pose can slide before the outlines mismatch 20 % more
+- **drift**: refitted on the tissue masks, how far does the pose move
+  (``pose_drift_um``)? A pose the outlines hold stays; a pose that is off is pulled
+  towards where the outlines agree.
+- **spread and slack** of that refit, the local optimum the pose belongs to
+  (``_settle.settle``): how far refits from two nearby starts end apart
+  (``pose_spread_um``) and how far it slides before the outlines mismatch 20 % more
   (``pose_slack_um``).
 - **rivals**: the outline search's refined poses (``_choose.refine_candidates``) that put
   the tissue elsewhere. One that matches clearly more pixels and spots, or whose outlines
@@ -77,8 +78,9 @@ def verify(
     ``rivals`` are refined candidate poses (any that coincide with ``pose`` are skipped);
     ``scale`` and ``affine`` are the refits' degrees of freedom, as the registration's.
     """
-    settled = settle(pose, aligner, msi_um, pitch=pitch, scale=scale, affine=affine)
-    drift = settled.pose.displacement(pose, msi_um)
+    refit = aligner.refine(pose, scale=scale, affine=affine)
+    drift = refit.displacement(pose, msi_um)
+    settled = settle(refit, aligner, msi_um, pitch=pitch, scale=scale, affine=affine)
     own_score, own_mismatch = score(pose), aligner.mismatch(pose)
     distinct = [r for r in rivals if r.pose.displacement(pose, msi_um) > DISTINCT_PITCHES * pitch]
     top = max(distinct, key=lambda r: r.score, default=None)
@@ -90,7 +92,7 @@ def verify(
         runner_up = describe(best.pose, pose, msi_um)
     return Checks(
         drift_um=float(drift),
-        spread_um=float(max(settled.spread_um, drift)),
+        spread_um=float(settled.spread_um),
         slack_um=float(settled.slack_um),
         score=float(own_score),
         mismatch=float(own_mismatch),
