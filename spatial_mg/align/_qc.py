@@ -21,8 +21,8 @@ MAX_SPREAD = 0.3  # refits from nearby starts may end this far apart, in coarser
 MAX_SLACK = 0.7  # the pose may slide this far (coarser pitches) before the outlines mismatch 20 % more
 # refitting the pose on the outlines may move it this far (coarser pitches): where the
 # outlines agree best lies up to ~0.27 pitch from the true pose on the synthetic sweeps
-# (benchmarks/results/alignment_notes.md), so the truth itself drifts that far, while poses
-# 50 um or more off drift 0.45 pitch or more
+# (benchmarks/results/alignment_notes.md), so the truth itself drifts that far, while the
+# QC probe's poses 73 um or more off drift 0.5 pitch or more
 MAX_DRIFT = 0.3
 # a distinct rival pose may match this much more per point (the agreement score: +1 per
 # matched pixel or spot, -2 per bare one, over all points) before the pose is plainly wrong;
