@@ -10,6 +10,20 @@ Prints one JSON line per part (``--parts``, default all):
   and the share of paired spots (``spot_mean``) whose main pixel - the one with the
   largest overlap - truly lies within 60 um of the spot centre (also the share whose
   overlap-weighted mean true distance is within 60 um).
+- ``partial``: the same sections with the MSI acquisition cut along a straight edge to
+  cover ``--coverage`` of the tissue (``synthetic_vicari(msi_coverage=...)``; a range
+  ``0.7-0.9`` spreads the seeds evenly over it). Both parts report, per seed, the error,
+  the QC verdict and its figures; after them a ``qc_confusion`` line counts the poses
+  within 20 um, 20-50 um and beyond 50 um of the truth by verdict (every pose within
+  20 um should be "high", every one beyond 50 um "low"). ``--keep-unacquired`` keeps the
+  pixels beyond the edge as empty spectra, as exports that fill the raster's rectangle do.
+  ``--ablate`` registers every section a second time with moscot's coupling replaced by
+  a nearest-neighbour coupling under the outline search's best pose
+  (``register(coupling="nearest")``) and reports both errors per seed.
+- ``qc``: the QC probe: on the same sections, the QC of the true pose, of the true pose
+  shifted by 100 um or turned by 5 degrees (``assess_pose``) and of moscot's own fit
+  (``register(refine_fit=False)``): poses of known error, far off ones among them, for
+  the confusion table.
 - ``real``: the SMA section in tests/data (Vicari et al. 2024, V11L12-038_D1): MSI pixel
   positions registered onto the in-tissue spots from coordinates alone, compared with the
   least-squares similarity through the 10 hand-placed landmarks (median over pixels).
@@ -24,6 +38,7 @@ Examples::
 
     python benchmarks/alignment.py
     python benchmarks/alignment.py --parts synthetic --seeds 0-9
+    python benchmarks/alignment.py --parts synthetic,partial --seeds 0-9 --coverage 0.7-0.9
     python benchmarks/alignment.py --parts speed --sizes 3000x3000,5000x50000 --device gpu
     python benchmarks/alignment.py --parts pairing --pairing-size 500000x1000000
 """
@@ -65,7 +80,9 @@ def pairing_truth(mdata, msi, reg, affine_true, rna) -> dict:
     from scipy.spatial import cKDTree
 
     from spatial_mg.align import Pose
-    from spatial_mg.align._overlap import disk_square_overlap  # no public path: pair's own weights
+    from spatial_mg.align._overlap import (
+        disk_square_overlap,  # no public path: pair's own weights
+    )
 
     pixel = reg.msi_pixel_size_um
     msi_um = reg.msi_um(msi)
@@ -94,14 +111,52 @@ def pairing_truth(mdata, msi, reg, affine_true, rna) -> dict:
     return {"paired_within_60um_main": main_ok / n, "paired_within_60um_weighted": mean_ok / n}
 
 
-def run_synthetic(args) -> None:
+# QC confusion bands: a pose this close to the truth (median over the MSI tissue) should be
+# rated "high", one this far "low" (issue 12); in between either verdict is accepted
+GOOD_UM, BAD_UM = 20.0, 50.0
+
+
+def qc_confusion(rows: list[dict]) -> dict:
+    """Poses by error band (<= 20 um, 20-50 um, > 50 um) and QC verdict, and the misrated seeds."""
+    table = {band: {"high": 0, "low": 0} for band in ("within_20um", "20_to_50um", "beyond_50um")}
+    misrated = []
+    for r in rows:
+        err, verdict = r["median_error_um"], r["confidence"]
+        band = "within_20um" if err <= GOOD_UM else ("beyond_50um" if err > BAD_UM else "20_to_50um")
+        table[band][verdict] += 1
+        if (band == "within_20um" and verdict != "high") or (band == "beyond_50um" and verdict != "low"):
+            misrated.append({"part": r.get("part"), "seed": r["seed"], "error_um": err, "confidence": verdict})
+    return {"qc_confusion": table, "qc_misrated": misrated}
+
+
+def _coverages(text: str | None, n: int) -> list[float | None]:
+    """One MSI coverage per seed: ``"0.7-0.9"`` spreads them evenly over the range, ``"0.8"`` is one value."""
+    if text is None:
+        return [None] * n
+    lo, _, hi = text.partition("-")
+    lo, hi = float(lo), float(hi or lo)
+    return [float(v) for v in np.linspace(lo, hi, n)] if n > 1 else [lo]
+
+
+def run_synthetic(args, part: str = "synthetic", coverage: str | None = None) -> list[dict]:
     import spatial_mg as smg
     from spatial_mg.align import Pose
+    from spatial_mg.align._window import (
+        Window,  # no public path: where the MSI measured, as register decides it
+    )
 
     rows = []
-    for seed in _seeds(args.seeds):
+    seeds = _seeds(args.seeds)
+    for seed, cover in zip(seeds, _coverages(coverage, len(seeds))):
         data = smg.sim.synthetic_vicari(
-            n_sections=1, seed=seed, n_spots=args.n_spots, n_genes=20, n_metabolites=10, msi_reflect=bool(seed % 2)
+            n_sections=1,
+            seed=seed,
+            n_spots=args.n_spots,
+            n_genes=20,
+            n_metabolites=10,
+            msi_reflect=bool(seed % 2),
+            msi_coverage=cover,
+            msi_keep_unacquired=args.keep_unacquired and cover is not None,
         )
         s = data.sections[0]
         start = time.perf_counter()
@@ -110,13 +165,19 @@ def run_synthetic(args) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             mdata = smg.align.pair(s.rna, s.msi, reg)
-        tissue = s.msi.obs["in_tissue"].to_numpy(bool)
+        acquired = s.msi.obs["acquired"].to_numpy(bool) if "acquired" in s.msi.obs else np.ones(s.msi.n_obs, bool)
+        tissue = s.msi.obs["in_tissue"].to_numpy(bool) & acquired
         pts = np.asarray(s.msi.obsm["spatial"], float)[tissue]
         err = reg.distance_to(s.affine, pts)
         true = Pose(s.affine)
+        msi_all = np.asarray(s.msi.obsm["spatial"], float)[acquired]
+        spots_in_msi = Pose(s.affine).inverse().apply(np.asarray(s.rna.obsm["spatial"], float))
         rows.append(
             {
+                "part": part,
                 "seed": seed,
+                "msi_coverage": cover,
+                "spots_under_msi_true": float(Window(msi_all, reg.msi_pixel_size_um / 2).contains(spots_in_msi).mean()),
                 "median_error_um": float(np.median(err)),
                 "p90_error_um": float(np.percentile(err, 90)),
                 "true_rotation_deg": true.rotation_deg,
@@ -124,19 +185,29 @@ def run_synthetic(args) -> None:
                 "true_scale": true.scale,
                 "scale": reg.qc.scale,
                 "confidence": reg.qc.confidence,
+                "reason": reg.qc.reason,
                 "chosen": reg.qc.details.get("chosen"),
+                "plan_agreement": reg.qc.details.get("plan_agreement"),
+                "pose_drift_um": reg.qc.details.get("pose_drift_um"),
+                "pose_slack_um": reg.qc.details.get("pose_slack_um"),
+                "candidate_margin": reg.qc.details.get("candidate_margin"),
                 "seconds": seconds,
                 "n_spots": s.rna.n_obs,
                 "n_paired": mdata.n_obs,
                 **pairing_truth(mdata, s.msi, reg, s.affine, s.rna),
+                **(ablation(s, reg, pts, args.device) if args.ablate else {}),
             }
         )
-        print(json.dumps({"benchmark": "alignment", "part": "synthetic_seed", **rows[-1]}), file=sys.stderr, flush=True)
+        print(json.dumps({"benchmark": "alignment", **rows[-1], "part": f"{part}_seed"}), file=sys.stderr, flush=True)
     errors = [r["median_error_um"] for r in rows]
     _emit(
-        "synthetic",
+        part,
         {
             "n_spots": args.n_spots,
+            "msi_coverage": coverage,
+            "keep_unacquired": args.keep_unacquired and coverage is not None,
+            "ablate": args.ablate,
+            **qc_confusion(rows),
             "seeds": [r["seed"] for r in rows],
             "median_error_um_per_seed": errors,
             "median_error_um": float(np.median(errors)),
@@ -145,8 +216,104 @@ def run_synthetic(args) -> None:
             "paired_within_60um_weighted_min": float(min(r["paired_within_60um_weighted"] for r in rows)),
             "low_confidence_seeds": [r["seed"] for r in rows if r["confidence"] == "low"],
             "seconds_median": float(np.median([r["seconds"] for r in rows])),
+            "seconds_max": float(np.max([r["seconds"] for r in rows])),
+            **(_ablation_summary(rows) if args.ablate else {}),
         },
     )
+    return rows
+
+
+def _ablation_summary(rows: list[dict]) -> dict:
+    errors = [r["nearest_median_error_um"] for r in rows]
+    return {
+        "nearest_median_error_um_per_seed": errors,
+        "nearest_median_error_um": float(np.median(errors)),
+        "nearest_max_median_error_um": float(np.max(errors)),
+        "seeds_changed_by_ablation": [r["seed"] for r in rows if r["nearest_vs_moscot_um"] > 0.5],
+    }
+
+
+# hand-made wrong poses for the QC probe: the truth shifted, and turned about the tissue centre
+PROBE_SHIFT_UM = 100.0
+PROBE_TURN_DEG = 5.0
+
+
+def run_qc_probe(args) -> list[dict]:
+    """QC verdicts on poses of known error: the truth, the truth moved by hand, moscot's own fit.
+
+    On the sections of the synthetic and the partial parts (same seeds and coverages), the
+    true pose, the true pose shifted by ``PROBE_SHIFT_UM`` and turned by ``PROBE_TURN_DEG``
+    are assessed with ``assess_pose``, and ``register(refine_fit=False)`` returns moscot's
+    fit with its QC: poses the registration does not return by default, several far off.
+    """
+    import spatial_mg as smg
+    from spatial_mg.align import Pose
+
+    rows = []
+    seeds = _seeds(args.seeds)
+    for part, coverage in (("synthetic", None), ("partial", args.coverage)):
+        for seed, cover in zip(seeds, _coverages(coverage, len(seeds))):
+            s = smg.sim.synthetic_vicari(
+                n_sections=1,
+                seed=seed,
+                n_spots=args.n_spots,
+                n_genes=20,
+                n_metabolites=10,
+                msi_reflect=bool(seed % 2),
+                msi_coverage=cover,
+            ).sections[0]
+            truth = Pose(s.affine)
+            pts = np.asarray(s.msi.obsm["spatial"], float)[s.msi.obs["in_tissue"].to_numpy(bool)]
+            centre = truth.apply(pts).mean(axis=0)
+            turn = Pose.similarity(1.0, PROBE_TURN_DEG)
+            poses = {
+                "truth": truth,
+                f"shift_{PROBE_SHIFT_UM:.0f}um": Pose.similarity(1.0, 0.0, False, (PROBE_SHIFT_UM, 0.0)) @ truth,
+                f"turn_{PROBE_TURN_DEG:.0f}deg": Pose.similarity(1.0, PROBE_TURN_DEG, False, centre - turn.apply(centre[None])[0])
+                @ truth,
+            }
+            qcs = {kind: smg.align.assess_pose(s.rna, s.msi, pose) for kind, pose in poses.items()}
+            plan = smg.align.register(s.rna, s.msi, device=args.device, refine_fit=False)
+            poses["plan_fit"], qcs["plan_fit"] = plan.pose, plan.qc
+            for kind, pose in poses.items():
+                err = np.linalg.norm(pose.apply(pts) - truth.apply(pts), axis=1)
+                rows.append(
+                    {
+                        "part": f"qc_probe_{part}",
+                        "seed": seed,
+                        "msi_coverage": cover,
+                        "pose": kind,
+                        "median_error_um": float(np.median(err)),
+                        "confidence": qcs[kind].confidence,
+                        "pose_drift_um": qcs[kind].details.get("pose_drift_um"),
+                        "candidate_margin": qcs[kind].details.get("candidate_margin"),
+                        "reason": qcs[kind].reason,
+                    }
+                )
+                print(json.dumps({"benchmark": "alignment", **rows[-1]}), file=sys.stderr, flush=True)
+    _emit("qc_probe", {"n_spots": args.n_spots, "msi_coverage": args.coverage, "n_poses": len(rows), **qc_confusion(rows)})
+    return rows
+
+
+def run_partial(args) -> list[dict]:
+    """The synthetic sweep with the MSI acquisition cut to cover ``--coverage`` of the tissue."""
+    return run_synthetic(args, part="partial", coverage=args.coverage)
+
+
+def ablation(section, reg, pts: np.ndarray, device) -> dict:
+    """``--ablate``: the same section registered with moscot's coupling replaced by a nearest-neighbour one."""
+    import spatial_mg as smg
+
+    start = time.perf_counter()
+    nearest = smg.align.register(section.rna, section.msi, device=device, coupling="nearest")
+    err = nearest.distance_to(section.affine, pts)
+    return {
+        "nearest_median_error_um": float(np.median(err)),
+        "nearest_confidence": nearest.qc.confidence,
+        "nearest_chosen": nearest.qc.details.get("chosen"),
+        "nearest_vs_moscot_um": float(np.median(np.linalg.norm(nearest.transform(pts) - reg.transform(pts), axis=1))),
+        "nearest_seconds": time.perf_counter() - start,
+    }
 
 
 def load_sma():
@@ -271,7 +438,7 @@ def run_pairing(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", default="synthetic,real,speed,pairing")
+    parser.add_argument("--parts", default="synthetic,partial,real,speed,pairing")
     parser.add_argument("--seeds", default="0-9")
     parser.add_argument("--n-spots", type=int, default=700, help="in-tissue spots of the synthetic accuracy sections")
     parser.add_argument("--sizes", default="3000x3000,5000x50000", help="spots x raster pixels for the speed part")
@@ -280,10 +447,30 @@ def main() -> None:
     parser.add_argument("--strategy", default="spot_mean", help="pairing strategy of the pairing part")
     parser.add_argument("--device", default=None, help="JAX device for moscot: cpu or gpu (default: GPU if seen)")
     parser.add_argument("--n-subsample", type=int, default=500, help="points per side of the GW solve (speed part)")
+    parser.add_argument("--coverage", default="0.7-0.9", help="share of the tissue the MSI covers in the partial part")
+    parser.add_argument(
+        "--keep-unacquired",
+        action="store_true",
+        help="partial part: keep the pixels beyond the acquisition edge as empty spectra (TIC 0)",
+    )
+    parser.add_argument(
+        "--ablate", action="store_true", help="also register with moscot's coupling replaced by a nearest-neighbour one"
+    )
     args = parser.parse_args()
-    parts = {"synthetic": run_synthetic, "real": run_real, "speed": run_speed, "pairing": run_pairing}
+    parts = {
+        "synthetic": run_synthetic,
+        "partial": run_partial,
+        "qc": run_qc_probe,
+        "real": run_real,
+        "speed": run_speed,
+        "pairing": run_pairing,
+    }
+    rows = []
     for name in args.parts.split(","):
-        parts[name](args)
+        out = parts[name](args)
+        rows += out if isinstance(out, list) else []
+    if rows:
+        _emit("qc_confusion", {"parts": sorted({r["part"] for r in rows}), "n_poses": len(rows), **qc_confusion(rows)})
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 - :func:`register`: the pose from MSI micrometres to STR micrometres (moscot optimal
   transport on the tissue geometry, or landmarks), with QC figures and a confidence flag.
+- :func:`assess_pose`: the same QC for any pose (one made elsewhere or by hand).
 - :func:`pair`: one row per spot with the MSI intensities at its place, as MuData.
 - :func:`to_spatialdata`: spots, pixels and the registration in one SpatialData object.
 - :class:`Pose`: a plane transform (MSI um -> STR um) as a value; :func:`fit_similarity`,
@@ -11,6 +12,7 @@
   that others who store spots (predictions) reuse.
 """
 
+from ._assess_pose import assess_pose
 from ._landmarks import landmarks_um
 from ._pair import pair
 from ._pose import Pose
@@ -25,6 +27,7 @@ __all__ = [
     "RegistrationQC",
     "RegistrationResult",
     "annotating_table",
+    "assess_pose",
     "circles",
     "fit_affine",
     "fit_plan",

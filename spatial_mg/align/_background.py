@@ -1,10 +1,12 @@
 """Which MSI pixels lie on tissue: the background rule used before registration and pairing.
 
 Default rule, on the summed intensity ``I`` of each pixel's features (the m/z bins that
-were read; raw intensities from ``layers["raw"]`` when the reader normalised ``X``):
+were read; raw intensities from ``layers["raw"]`` when the reader normalised ``X``; log or
+standardised values first put back on a linear scale, and each feature weighed by its
+on-tissue level so that units do not matter: ``_intensity_scale.pixel_signal``):
 
-1. Otsu's threshold on ``log1p(I)`` splits the pixels into provisional tissue and
-   background (only when ``log1p(I)`` is clearly bimodal: Otsu's between-class share of
+1. Otsu's threshold on ``log(I)`` splits the pixels into provisional tissue and
+   background (only when ``log(I)`` is clearly bimodal: Otsu's between-class share of
    the variance at least ``MIN_SEPARATION``; a raster wholly on tissue keeps every pixel
    with signal).
 2. Along the edge (pixels with both classes among themselves and their 8 neighbours),
@@ -31,9 +33,8 @@ from dataclasses import dataclass
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
-from .._constants import RAW_LAYER
+from ._intensity_scale import linear_intensities, pixel_signal
 
 MIN_SEPARATION = 0.75  # Otsu effectiveness; a single normal distribution scores 2/pi = 0.64
 LOCAL_RADIUS_PX = 3.0  # neighbourhood for the local tissue level (pixels)
@@ -48,15 +49,6 @@ class TissueMask:
     mask: np.ndarray
     rule: str
     threshold: float | None = None
-
-
-def feature_sum(msi: ad.AnnData) -> np.ndarray:
-    """Per-pixel summed intensity over the features, from raw intensities when kept."""
-    x = msi.layers[RAW_LAYER] if RAW_LAYER in msi.layers else msi.X
-    if x is None or msi.n_vars == 0:
-        return np.zeros(msi.n_obs)
-    total = np.asarray(x.sum(axis=1) if sp.issparse(x) else np.asarray(x, dtype=np.float64).sum(axis=1)).ravel()
-    return total.astype(np.float64)
 
 
 def otsu(values: np.ndarray, bins: int = 256) -> tuple[float, float]:
@@ -113,23 +105,32 @@ def tissue_mask(
             raise ValueError(f"msi_mask must be {n} booleans (one per MSI pixel), got dtype {values.dtype}, shape {values.shape}.")
         return TissueMask(values.copy(), rule)
 
-    total = feature_sum(msi)
-    if msi.n_vars == 0 or not np.any(total > 0):
+    if msi.n_vars == 0 or msi.X is None:
         return TissueMask(np.ones(n, dtype=bool), "all pixels (no feature intensities to tell tissue from background)")
+    linear, scale = linear_intensities(msi)
     if threshold is not None:
-        return TissueMask(total > threshold, f"summed feature intensity > {threshold:g} (user threshold)", float(threshold))
+        total = np.asarray(linear.sum(axis=1)).ravel()
+        return TissueMask(
+            total > threshold, f"summed feature intensity > {threshold:g} (user threshold; {scale})", float(threshold)
+        )
+    total = pixel_signal(linear)
+    if not np.any(total > 0):
+        return TissueMask(np.ones(n, dtype=bool), "all pixels (no feature intensities to tell tissue from background)")
     signal = total > 0
-    log_total = np.log1p(total)
+    # Otsu on the log of the totals: the same cut whatever unit or per-feature scale they carry
+    log_total = np.log(np.where(signal, total, 1.0))
     cut, separation = otsu(log_total[signal])
     if separation < MIN_SEPARATION:
-        return TissueMask(signal, f"all pixels with signal (intensities not bimodal, Otsu separation {separation:.2f})", 0.0)
-    value = float(np.expm1(cut))
+        return TissueMask(
+            signal, f"all pixels with signal (intensities not bimodal, Otsu separation {separation:.2f}; {scale})", 0.0
+        )
+    value = float(np.exp(cut))
     provisional = total > value
     mask = _half_maximum(msi, total, provisional)
     return TissueMask(
         mask,
         f"summed feature intensity above half-way between background and local tissue level "
-        f"(Otsu on log1p: {value:.4g}, separation {separation:.2f})",
+        f"(Otsu on log: {value:.4g}, separation {separation:.2f}; {scale})",
         value,
     )
 

@@ -109,19 +109,26 @@ def couple(
     return coupling, info
 
 
-def candidate_poses(section: Section, coupling: Coupling | None, *, n_angles: int) -> list[Candidate]:
+def outline_search(section: Section, *, n_angles: int):
+    """The outline search's best poses (``_search.search_poses``) on a prepared section, best first."""
+    return search_poses(
+        section.msi_um, section.msi_window, section.rna_um, section.rna_window, cell=section.pitch, n_angles=n_angles
+    )
+
+
+def candidate_poses(section: Section, coupling: Coupling | None, *, n_angles: int, hits=None) -> list[Candidate]:
     """The poses worth refining: the plan's fit with either handedness, and the outline search's best.
 
     The search (scale held at 1, both sides being micrometres) tries ``n_angles`` turns of
     either handedness at every translation, on masks drawn at the coarser pitch; without a
-    coupling (the solver diverged) its poses are the only candidates.
+    coupling (the solver diverged) its poses are the only candidates. ``hits``: the search's
+    result when it already ran (:func:`outline_search`).
     """
     candidates = []
     if coupling is not None:
         candidates += [Candidate(coupling.fit, "transport plan"), Candidate(coupling.mirrored_fit, "transport plan, mirrored")]
-    hits = search_poses(
-        section.msi_um, section.msi_window, section.rna_um, section.rna_window, cell=section.pitch, n_angles=n_angles
-    )
+    if hits is None:
+        hits = outline_search(section, n_angles=n_angles)
     for hit in hits:
         mirrored = ", mirrored" if hit.reflection else ""
         candidates.append(Candidate(hit.pose, f"outline search ({hit.turn_deg:.0f} deg{mirrored})"))

@@ -32,10 +32,10 @@ _FINALISTS = 4
 # of the best match about as many pixels and spots; the mirror image of the right pose on
 # a nearly symmetric tissue does. Among them the mask mismatch, which sees the outline's
 # finer shape, decides.
-_SCORE_SLACK = 0.1
+SCORE_SLACK = 0.1
 # A contender counts as a distinct rival when it puts the MSI tissue this many coarser
 # pitches away (mean) from the chosen pose; closer, it is the same pose found twice.
-_DISTINCT_PITCHES = 2
+DISTINCT_PITCHES = 2
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class Choice:
     rival: Refined | None
 
     def details(self) -> dict:
-        """The finalists, the choice and, with a rival, how much worse its outlines fit (QC details)."""
+        """The finalists and the choice (QC details)."""
         out = {
             "candidates": [
                 {"origin": r.origin, "score": float(r.score), "mismatch": float(r.mismatch), "pose": r.pose.parts()}
@@ -65,10 +65,7 @@ class Choice:
             ],
             "chosen": self.chosen.origin,
         }
-        if self.rival is not None:
-            # how much worse the best distinct alternative's outlines fit (0: equally well)
-            out["candidate_margin"] = float(self.rival.mismatch / max(self.chosen.mismatch, 1e-12) - 1.0)
-            out["runner_up"] = _describe(self.rival.pose, self.chosen.pose)
+        # the rival's margin is measured on the final pose, as for any pose (``_verify``)
         return out
 
 
@@ -110,24 +107,26 @@ def choose_pose(refined: list[Refined], msi_um: np.ndarray, *, pitch: float) -> 
     """Choose among the refined poses, and name the best distinct rival.
 
     A plausible scale first (both sides are micrometres); then, among the poses that
-    match about as many pixels and spots as the best (agreement within ``_SCORE_SLACK``),
+    match about as many pixels and spots as the best (agreement within ``SCORE_SLACK``),
     the one whose outlines lie closest (least mask mismatch). The point score counts a
     pixel matched up to 3/4 of a pitch away, so a mirrored fit of a nearly symmetric
     outline can tie with the right one; the mask mismatch still sees the difference. The
-    rival is the next contender that puts the tissue elsewhere (``_DISTINCT_PITCHES``):
+    rival is the next contender that puts the tissue elsewhere (``DISTINCT_PITCHES``):
     how close its mismatch comes is the QC's ``candidate_margin``.
     """
     plausible = [r for r in refined if _plausible(r.pose)] or refined
     top = max(r.score for r in plausible)
-    contenders = sorted((r for r in plausible if r.score >= top - _SCORE_SLACK), key=lambda r: r.mismatch)
+    contenders = sorted((r for r in plausible if r.score >= top - SCORE_SLACK), key=lambda r: r.mismatch)
     chosen = contenders[0]
-    rivals = [r for r in contenders[1:] if r.pose.displacement(chosen.pose, msi_um) > _DISTINCT_PITCHES * pitch]
+    rivals = [r for r in contenders[1:] if r.pose.displacement(chosen.pose, msi_um) > DISTINCT_PITCHES * pitch]
     return Choice(chosen, refined, rivals[0] if rivals else None)
 
 
-def _describe(candidate: Pose, best: Pose) -> str:
-    """In words, how a pose differs from the chosen one."""
+def describe(candidate: Pose, best: Pose, points: np.ndarray | None = None) -> str:
+    """In words, how a pose differs from the chosen one (``points``: the MSI tissue, for a shift's size)."""
     if candidate.reflection != best.reflection:
         return "a mirrored pose"
     turn = (candidate.rotation_deg - best.rotation_deg + 180) % 360 - 180
+    if abs(turn) < 0.5 and points is not None:
+        return f"a pose {candidate.displacement(best, points):.0f} um away"
     return f"a pose turned by {turn:.0f} degrees"

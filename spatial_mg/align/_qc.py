@@ -19,6 +19,15 @@ MAX_ANISOTROPY = 1.1
 MIN_MARGIN = 0.25  # a distinct alternative pose (mirror / turn) must mismatch this much more
 MAX_SPREAD = 0.3  # refits from nearby starts may end this far apart, in coarser pitches
 MAX_SLACK = 0.7  # the pose may slide this far (coarser pitches) before the outlines mismatch 20 % more
+# refitting the pose on the outlines may move it this far (coarser pitches): where the
+# outlines agree best lies up to ~0.27 pitch from the true pose on the synthetic sweeps
+# (benchmarks/results/alignment_notes.md), so the truth itself drifts that far, while the
+# QC probe's poses 73 um or more off drift 0.5 pitch or more
+MAX_DRIFT = 0.3
+# a distinct rival pose may match this much more per point (the agreement score: +1 per
+# matched pixel or spot, -2 per bare one, over all points) before the pose is plainly wrong;
+# the same tolerance within which choose_pose lets the mask mismatch decide
+MAX_RIVAL_GAIN = 0.1
 # plan mass landing within this many match radii of where the pose puts its source agrees
 # with the pose: an entropic plan spreads each point over its neighbours a pitch or so away
 PLAN_AGREEMENT_RADII = 2
@@ -113,6 +122,18 @@ def judge(
         reasons.append(f"the affine fit stretches one axis {figures['anisotropy']:.2f} times the other: check for distortion")
     spread = details.get("pose_spread_um")
     pitch = figures["match_radius_um"] / MATCH_PITCHES
+    drift = details.get("pose_drift_um")
+    if drift is not None and drift > MAX_DRIFT * pitch:
+        reasons.append(
+            f"refitted on the tissue outlines the pose moves {drift:.0f} um: it is not where the outlines agree "
+            "best, so pairs are off by about that much - register with the default refine_fit=True, or give landmarks"
+        )
+    gain = details.get("rival_score_gain")
+    if gain is not None and gain > MAX_RIVAL_GAIN:
+        reasons.append(
+            f"another pose ({details.get('runner_up_by_score', 'elsewhere')}) matches clearly more pixels and spots "
+            f"(+{gain:.2f} per point): this pose is wrong - register with the default refine_fit=True, or give landmarks"
+        )
     if spread is not None and spread > MAX_SPREAD * pitch:
         reasons.append(
             f"the fit is loose: refits from nearby starts end up to {spread:.0f} um apart (the tissue outline where "
@@ -127,7 +148,13 @@ def judge(
             "hardly pins it; pairs may be off by tens of um - check the overlay, or give landmarks"
         )
     margin = details.get("candidate_margin")
-    if margin is not None and margin < MIN_MARGIN:
+    if margin is not None and margin < 0:
+        alt = details.get("runner_up", "another pose")
+        reasons.append(
+            f"{alt} fits the tissue outlines better (its outlines mismatch {-margin:.0%} less): this pose is likely "
+            "wrong - check the overlay, or give shared features or landmarks"
+        )
+    elif margin is not None and margin < MIN_MARGIN:
         alt = details.get("runner_up", "another pose")
         reasons.append(
             f"{alt} fits the outline almost as well (its outlines mismatch only {margin:.0%} more): the tissue is "

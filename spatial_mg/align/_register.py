@@ -3,8 +3,10 @@
 The default method (``"moscot"``) is a pipeline of stages over :class:`Pose`, each a
 function that says what it decides and why:
 
-1. :func:`prepare_section` (``_section``): both sides in micrometres, checked; the MSI
-   background removed (``_background``); where each modality measured.
+1. :func:`prepare_section` (``_section``): both sides in micrometres, checked; pixels the
+   MSI did not acquire (empty spectra) left out (``_acquired``); the MSI values read on
+   whatever scale they come (``_intensity_scale``) and the background removed
+   (``_background``); where each modality measured.
 2. :func:`couple` (``_candidates``): moscot's ``AlignmentProblem`` couples an even
    subsample of each side by Gromov-Wasserstein (geometry only) or fused GW (with shared
    features), unbalanced so that partial overlap is allowed, with the solver settings of
@@ -15,13 +17,20 @@ function that says what it decides and why:
    on the soft tissue masks where both modalities measured (``_refine``); among the poses
    of plausible scale that match about as many pixels and spots as the best, the one whose
    outlines lie closest wins, and the best distinct rival is named.
-5. :func:`settle` (``_settle``): the consensus of refits from nearby starts, how far they
-   ended apart (``pose_spread_um``) and how far the pose slides before its outlines
-   mismatch 20 % more (``pose_slack_um``).
-6. :func:`assess` (``_qc``): overlap, matched fraction, residual, scale, the rival's
-   margin, spread and slack, and the confidence with its reasons.
+5. :func:`settle` (``_settle``): the consensus of refits from nearby starts.
+6. :func:`verify` (``_verify``): the checks every returned pose gets, whatever made it
+   (``refine_fit=False`` returns moscot's fit as is, and it is checked the same way; so is
+   a pose given to :func:`assess_pose`): how far refits from it end (``pose_drift_um``,
+   ``pose_spread_um``), how far it slides before its outlines mismatch 20 % more
+   (``pose_slack_um``), and the refined candidates that put the tissue elsewhere as
+   rivals (``candidate_margin``, ``rival_score_gain``). The share of moscot's plan mass
+   the pose maps within two match radii is ``plan_agreement``.
+7. :func:`assess` (``_qc``): overlap, matched fraction, residual, scale, and the checks
+   above, and the confidence with its reasons.
 
-``method="landmarks"`` replaces steps 2-5 by a least-squares fit through given point pairs.
+``coupling="nearest"`` replaces moscot's plan in step 2 by a nearest-neighbour coupling
+under the outline search's best pose (the ablation, ``_nearest``). ``method="landmarks"``
+replaces steps 2-6 by a least-squares fit through given point pairs.
 """
 
 from __future__ import annotations
@@ -36,19 +45,22 @@ from .._errors import RegistrationFailedError
 from .._logging import Stages
 from ..io._spatialdata import as_anndata
 from ._agreement import PoseScore
-from ._candidates import Coupling, candidate_poses, couple
+from ._candidates import Coupling, candidate_poses, couple, outline_search
 from ._choose import choose_pose, refine_candidates
 from ._inputs import shared_feature_matrices
 from ._landmarks import landmark_pose
 from ._moscot import RETRY_EPSILON_FACTOR, TransportSettings, jax_device
+from ._nearest import nearest_coupling
 from ._pose import Pose
 from ._qc import assess
 from ._refine import MaskAligner
 from ._result import RegistrationResult, obs_fingerprint
 from ._section import Section, prepare_section
 from ._settle import settle
+from ._verify import verify
 
 METHODS = ("moscot", "landmarks")
+COUPLINGS = ("moscot", "nearest")
 TRANSFORMS = ("similarity", "affine")
 
 log = logging.getLogger(__name__)
@@ -77,6 +89,7 @@ def register(
     n_angles: int = 72,
     device: str | None = None,
     solve_kwargs: dict | None = None,
+    coupling: str = "moscot",
 ) -> RegistrationResult:
     """Register MSI pixels onto STR spots.
 
@@ -130,6 +143,10 @@ def register(
     device
         JAX device for moscot: ``None`` uses a GPU when JAX sees one, else the CPU;
         ``"cpu"`` or ``"gpu"`` to choose.
+    coupling
+        ``"moscot"`` (default): the optimal-transport coupling. ``"nearest"``: no optimal
+        transport; each sampled pixel is coupled to the nearest sampled spot under the
+        outline search's best pose (``_nearest``): the ablation that shows what moscot adds.
 
     Returns
     -------
@@ -144,6 +161,8 @@ def register(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
     if transform not in TRANSFORMS:
         raise ValueError(f"transform must be one of {TRANSFORMS}, got {transform!r}.")
+    if coupling not in COUPLINGS:
+        raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}.")
     settings = TransportSettings(
         n_subsample=n_subsample,
         alpha=alpha,
@@ -155,14 +174,14 @@ def register(
         device=device,
         solve_kwargs=solve_kwargs,
     )
-    if method == "moscot":
+    if method == "moscot" and coupling == "moscot":
         jax_device(device)  # fail early on a device JAX does not see
     # one progress line per stage: a registration takes a minute or two on real sections
-    stages = Stages(log, "registration", 7 if method == "moscot" and refine_fit else 3)
+    stages = Stages(log, "registration", (8 if refine_fit else 6) if method == "moscot" else 3)
     with stages("prepare"):
         section = prepare_section(rna, msi, msi_pixel_size_um=msi_pixel_size_um, msi_mask=msi_mask, tic_threshold=tic_threshold)
     notes = [] if section.rna_units_known else ["rna.uns['spatial_mg'] does not record micrometres (assumed)"]
-    coupling = residual = None
+    coupled = residual = None
     if method == "landmarks":
         with stages("landmark fit"):
             pose, info, doubts = landmark_pose(
@@ -173,8 +192,16 @@ def register(
         residual = info["landmark_rms_um"]
     else:
         features = shared_feature_matrices(rna, msi, shared_features, section.tissue.mask)
-        pose, coupling, info = _moscot_pose(
-            section, features, settings, stages, transform=transform, refine_fit=refine_fit, scale=scale, n_angles=n_angles
+        pose, coupled, info = _moscot_pose(
+            section,
+            features,
+            settings,
+            stages,
+            transform=transform,
+            refine_fit=refine_fit,
+            scale=scale,
+            n_angles=n_angles,
+            nearest=coupling == "nearest",
         )
     details = {**section.details(), **info, "seconds": time.perf_counter() - start}
     with stages("assess"):
@@ -193,6 +220,7 @@ def register(
         "rank": rank,
         "n_angles": n_angles,
         "device": device,
+        "coupling": coupling,
     }
     return RegistrationResult(
         pose=pose,
@@ -201,10 +229,10 @@ def register(
         msi_tissue=section.tissue.mask,
         n_msi=section.n_msi,
         n_rna=section.n_rna,
-        plan=None if coupling is None else coupling.plan,
+        plan=None if coupled is None else coupled.plan,
         # positions in the full AnnData of the plan's rows / columns
-        plan_msi_index=None if coupling is None else np.flatnonzero(section.tissue.mask)[coupling.msi_index],
-        plan_rna_index=None if coupling is None else coupling.rna_index,
+        plan_msi_index=None if coupled is None else np.flatnonzero(section.tissue.mask)[coupled.msi_index],
+        plan_rna_index=None if coupled is None else coupled.rna_index,
         params=params,
         msi_pixel_size_um=section.msi_pixel_size_um,
         rna_fingerprint=obs_fingerprint(rna),
@@ -222,32 +250,47 @@ def _moscot_pose(
     refine_fit: bool,
     scale: bool,
     n_angles: int,
+    nearest: bool = False,
 ) -> tuple[Pose, Coupling | None, dict]:
-    """Stages 2-5 of the module notes: the pose, the coupling (``None`` if it diverged) and QC details."""
+    """Stages 2-6 of the module notes: the pose, the coupling (``None`` if it diverged) and QC details.
+
+    ``refine_fit=False`` returns the plan's fit as it is; it is checked like any pose
+    (``_verify``), against the same refined candidates.
+    """
+    hits = None
     with stages("transport coupling"):
-        coupling, info = couple(section, features, settings, scale=scale)
-    if not refine_fit:
-        if coupling is None:
-            raise RegistrationFailedError(
-                f"{info['gw_failed']} (also with a {RETRY_EPSILON_FACTOR} times larger epsilon); "
-                "refine_fit=False has nothing else to use."
-            )
-        pose = coupling.affine_fit() if transform == "affine" else coupling.fit
-        return pose, coupling, {**info, "plan_agreement": coupling.agreement(pose, section)}
+        if nearest:  # the ablation: no optimal transport (``_nearest``)
+            hits = outline_search(section, n_angles=n_angles)
+            coupling, info = nearest_coupling(section, hits[0].pose, settings, scale=scale)
+        else:
+            coupling, info = couple(section, features, settings, scale=scale)
+    if not refine_fit and coupling is None:
+        raise RegistrationFailedError(
+            f"{info['gw_failed']} (also with a {RETRY_EPSILON_FACTOR} times larger epsilon); "
+            "refine_fit=False has nothing else to use."
+        )
     start = time.perf_counter()
     with stages("candidate poses"):
-        candidates = candidate_poses(section, coupling, n_angles=n_angles)
+        candidates = candidate_poses(section, coupling, n_angles=n_angles, hits=hits)
     info["search_seconds"] = time.perf_counter() - start
     aligner = MaskAligner.for_section(section)
     score = PoseScore.for_section(section, features)
+    affine = transform == "affine"
     with stages("refine"):
         refined = refine_candidates(candidates, aligner, score, scale=scale)
-    with stages("choose"):
-        choice = choose_pose(refined, section.msi_um, pitch=section.pitch)
-    with stages("settle"):
-        settled = settle(choice.chosen.pose, aligner, section.msi_um, pitch=section.pitch, scale=scale, affine=transform == "affine")
-    info |= {**choice.details(), "pose_spread_um": settled.spread_um, "pose_slack_um": settled.slack_um}
+    if refine_fit:
+        with stages("choose"):
+            choice = choose_pose(refined, section.msi_um, pitch=section.pitch)
+        with stages("settle"):
+            pose = settle(choice.chosen.pose, aligner, section.msi_um, pitch=section.pitch, scale=scale, affine=affine).pose
+        info |= choice.details()
+    else:
+        pose = coupling.affine_fit() if affine else coupling.fit
+        info["chosen"] = "transport plan (refine_fit=False)"
     info["refine_seconds"] = time.perf_counter() - start
+    with stages("verify"):
+        checks = verify(pose, refined, aligner, score, section.msi_um, pitch=section.pitch, scale=scale, affine=affine)
+    info |= checks.details()
     if coupling is not None:
-        info["plan_agreement"] = coupling.agreement(settled.pose, section)
-    return settled.pose, coupling, info
+        info["plan_agreement"] = coupling.agreement(pose, section)
+    return pose, coupling, info

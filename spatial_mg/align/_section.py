@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import anndata as ad
 import numpy as np
 
-from ._window import Window
+from ._acquired import acquired_pixels
 from ._background import TissueMask, tissue_mask
 from ._inputs import (
     check_points,
@@ -23,6 +23,7 @@ from ._inputs import (
     warn_assumed_units,
 )
 from ._subsample import median_spacing
+from ._window import Window
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ class Section:
         The MSI raster step and the spots' pitch (median nearest-neighbour distance).
     msi_window, rna_window
         Where each modality measured (convex hulls grown by half a pitch, or more when
-        unknown), and how that was decided (``msi_window_rule``, ``rna_window_rule``).
+        unknown), and how that was decided (``msi_window_rule``, ``rna_window_rule``); the
+        MSI's from the pixels it acquired (``acquired_rule``, ``_acquired``).
     rna_units_known
         Whether the spots' AnnData records micrometres (else they are assumed).
     n_msi, n_rna
@@ -56,6 +58,7 @@ class Section:
     msi_window: Window
     rna_window: Window
     msi_window_rule: str
+    acquired_rule: str
     rna_window_rule: str
     rna_units_known: bool
     n_msi: int
@@ -77,6 +80,7 @@ class Section:
             "msi_pixel_size_um": self.msi_pixel_size_um,
             "rna_spacing_um": self.rna_spacing_um,
             "msi_window": self.msi_window_rule,
+            "msi_acquired": self.acquired_rule,
             "rna_window": self.rna_window_rule,
         }
 
@@ -95,7 +99,8 @@ def prepare_section(
     rna_um, rna_units_known = rna_coordinates(rna)
     if not rna_units_known:
         warn_assumed_units(stacklevel=3)  # at the caller of register
-    tissue = tissue_mask(msi, msi_mask, tic_threshold)
+    acquired, acquired_rule = acquired_pixels(msi)
+    tissue = _tissue_where_acquired(msi, acquired, msi_mask, tic_threshold)
     if tissue.mask.sum() < 3:
         raise ValueError(
             f"Only {int(tissue.mask.sum())} of {msi.n_obs} MSI pixels are left as tissue by the background rule "
@@ -103,7 +108,7 @@ def prepare_section(
         )
     msi_um = check_points(msi_all[tissue.mask], "The MSI tissue pixels")
     rna_spacing = median_spacing(rna_um)
-    msi_points, msi_pad, msi_window_rule = msi_window(msi_all, tissue.mask, pixel_um)
+    msi_points, msi_pad, msi_window_rule = msi_window(msi_all[acquired], tissue.mask[acquired], pixel_um)
     rna_points, rna_pad, rna_window_rule = rna_window(rna, rna_um, rna_spacing)
     return Section(
         tissue=tissue,
@@ -114,8 +119,19 @@ def prepare_section(
         msi_window=Window(msi_points, msi_pad),
         rna_window=Window(rna_points, rna_pad),
         msi_window_rule=msi_window_rule,
+        acquired_rule=acquired_rule,
         rna_window_rule=rna_window_rule,
         rna_units_known=rna_units_known,
         n_msi=int(msi.n_obs),
         n_rna=int(rna.n_obs),
     )
+
+
+def _tissue_where_acquired(msi: ad.AnnData, acquired: np.ndarray, msi_mask, tic_threshold) -> TissueMask:
+    """The background rule on the acquired pixels only (a user's mask or threshold as given)."""
+    if msi_mask is not None or acquired.all():
+        return tissue_mask(msi, msi_mask, tic_threshold)
+    found = tissue_mask(msi[acquired], None, tic_threshold)
+    mask = np.zeros(msi.n_obs, dtype=bool)
+    mask[acquired] = found.mask
+    return TissueMask(mask, found.rule + "; pixels not acquired are not tissue", found.threshold)

@@ -11,6 +11,7 @@ from .._geometry import rotation_matrix
 _DETECTION_LIMIT = 0.3  # peaks below this fraction of the background mean are not picked
 _TIC_SD = 0.2  # log-scale pixel-wide factor (matrix crystal size, laser energy)
 N_NOISE_PEAKS = 12  # 2 matrix peaks in every pixel, then sporadic contaminants
+_RIM_PITCHES = 3  # background pixels beyond the tissue's farthest point on a covering raster
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,29 @@ class MsiRaster:
         affine[:2, 2] = centre_str - linear @ centre_msi
         return cls(nx, ny, float(pitch_um), affine)
 
+    @classmethod
+    def covering(
+        cls,
+        rng: np.random.Generator,
+        tissue_centre: np.ndarray,
+        tissue_reach: float,
+        pitch_um: float,
+        rotation_deg: float | None,
+        reflect: bool,
+        scale: float | None,
+    ) -> MsiRaster:
+        """A raster centred on the tissue that holds all of it (``tissue_reach``: its farthest point), with a rim of background."""
+        angle = np.deg2rad(rotation_deg) if rotation_deg is not None else rng.uniform(0, 2 * np.pi)
+        scale = float(scale) if scale is not None else float(rng.uniform(0.92, 1.06))
+        side_um = 2 * (tissue_reach + _RIM_PITCHES * pitch_um) * rng.uniform(1.0, 1.1, size=2)
+        nx, ny = (int(v) for v in np.ceil(side_um / (pitch_um * scale)))
+        linear = scale * rotation_matrix(angle) @ np.diag([1.0, -1.0 if reflect else 1.0])
+        centre_msi = pitch_um * np.array([(nx + 1) / 2, (ny + 1) / 2])
+        affine = np.eye(3)
+        affine[:2, :2] = linear
+        affine[:2, 2] = tissue_centre - linear @ centre_msi
+        return cls(nx, ny, float(pitch_um), affine)
+
     def pixels(self) -> np.ndarray:
         """Integer ``(x, y)`` of every pixel, line by line as the instrument scans."""
         yy, xx = np.mgrid[1 : self.ny + 1, 1 : self.nx + 1]
@@ -84,3 +108,17 @@ def noise_peak_intensities(rng: np.random.Generator, on_tissue: np.ndarray, leve
     sporadic = rng.random((n, N_NOISE_PEAKS - 2)) < 0.25
     out[:, 2:] = np.where(sporadic, level * np.exp(rng.normal(0, 0.5, size=sporadic.shape)), 0.0)
     return out
+
+
+def straight_cut(rng: np.random.Generator, str_um: np.ndarray, on_tissue: np.ndarray, coverage: float) -> np.ndarray:
+    """Pixels on one side of a straight edge at a random angle that keeps ``coverage`` of the tissue pixels.
+
+    The acquisition region an operator draws smaller than the tissue: pixels beyond the
+    edge are not acquired at all (tissue or background). ``str_um`` are the pixels' true
+    positions (any frame); on a raster that holds the whole tissue, the share of its
+    tissue pixels kept is the share of the tissue's area the MSI covers.
+    """
+    angle = rng.uniform(0, 2 * np.pi)
+    along = str_um @ np.array([np.cos(angle), np.sin(angle)])
+    edge = np.quantile(along[on_tissue], coverage)
+    return along <= edge

@@ -30,7 +30,7 @@ from ._centroids import MIN_NOISE_DISTANCE_PPM, MIN_PEAK_SEPARATION_PPM, spaced_
 from ._containers import SyntheticSection, SyntheticVicari
 from ._expression import GeneProgrammes
 from ._images import lowres_image, squidpy_spatial
-from ._msi import N_NOISE_PEAKS, MsiRaster, noise_peak_intensities, observe_intensities
+from ._msi import N_NOISE_PEAKS, MsiRaster, noise_peak_intensities, observe_intensities, straight_cut
 from ._tissue import SectionPose, TissueModel
 from ._visium_grid import grid_spots, grid_to_um, spot_barcodes
 
@@ -57,6 +57,8 @@ def synthetic_vicari(
     batch_lfc_sd: float = 0.3,
     msi_section_sd: float = 0.0,
     um_per_px: float | None = None,
+    msi_coverage: float | None = None,
+    msi_keep_unacquired: bool = False,
     seed: int = 0,
 ) -> SyntheticVicari:
     """Generate a synthetic Vicari-type dataset: Visium RNA + MALDI-MSI on serial sections.
@@ -96,6 +98,17 @@ def synthetic_vicari(
     um_per_px
         Micrometres per full-resolution Visium image pixel; ``None``: random in [0.16, 0.4]
         per section (readers must fit it from the array grid).
+    msi_coverage
+        Share of the tissue the MSI acquisition covers, in (0, 1]: the raster is laid over
+        the whole tissue (centred, a rim of background around it) and then cut along one
+        straight edge at a random angle, as when the acquisition region is drawn smaller
+        than the tissue; pixels beyond the edge are not acquired. ``None`` (default): the
+        off-centre raster described under ``msi_pitch_um``, unchanged from earlier versions.
+    msi_keep_unacquired
+        With ``msi_coverage``: keep the raster pixels beyond the acquisition edge as empty
+        spectra (all intensities and ``obs["tic"]`` 0), as exports that fill the raster's
+        bounding rectangle do, instead of leaving them out. ``obs["acquired"]`` says which
+        pixels were acquired (truth; ``obs["in_tissue"]`` stays where the tissue lies).
     seed
         Everything is a deterministic function of the arguments and ``seed``.
 
@@ -106,6 +119,8 @@ def synthetic_vicari(
     """
     params = {k: v for k, v in locals().items()}
     _check_args(n_sections, n_spots, n_genes, n_metabolites, n_states, n_domains, msi_pitch_um, library_size)
+    if msi_coverage is not None and not (np.isfinite(msi_coverage) and 0 < msi_coverage <= 1):
+        raise ValueError(f"msi_coverage must be a share of the tissue in (0, 1] (or None), got {msi_coverage!r}.")
     streams = np.random.SeedSequence(seed).spawn(4 + n_sections)
     rng_tissue, rng_genes, rng_peaks, rng_sections = (np.random.default_rng(s) for s in streams[:4])
 
@@ -148,6 +163,8 @@ def synthetic_vicari(
                 msi_reflect=msi_reflect,
                 msi_scale=msi_scale,
                 um_per_px=um_per_px,
+                msi_coverage=msi_coverage,
+                msi_keep_unacquired=msi_keep_unacquired,
             )
         )
     return SyntheticVicari(sections=sections, noise_mz=noise_mz, params=params)
@@ -191,6 +208,8 @@ def _section(
     msi_reflect: bool,
     msi_scale: float | None,
     um_per_px: float | None,
+    msi_coverage: float | None = None,
+    msi_keep_unacquired: bool = False,
 ) -> SyntheticSection:
     upp = float(um_per_px) if um_per_px is not None else float(rng.uniform(0.16, 0.4))
     n_spots = int(round(tissue.area_um2() / _SPOT_AREA_UM2))
@@ -259,7 +278,12 @@ def _section(
     rna.uns[UNS_KEY] = {"reader": "synthetic_vicari", "units": "um", "um_per_fullres_px": upp, "library_id": name}
 
     # --- MSI: its own raster; each pixel sees the tissue at its true STR position ------------
-    raster = MsiRaster.sample(rng, centre, tissue.radius_um, msi_pitch_um, msi_rotation_deg, msi_reflect, msi_scale)
+    if msi_coverage is None:
+        raster = MsiRaster.sample(rng, centre, tissue.radius_um, msi_pitch_um, msi_rotation_deg, msi_reflect, msi_scale)
+    else:
+        # the pose's warp moves the outline by at most a few percent of the radius
+        reach = 1.05 * r_max
+        raster = MsiRaster.covering(rng, centre, reach, msi_pitch_um, msi_rotation_deg, msi_reflect, msi_scale)
     xy = raster.pixels()
     msi_um = (xy * msi_pitch_um).astype(np.float64)
     v_px = pose.to_canonical(raster.to_str(msi_um))
@@ -272,6 +296,14 @@ def _section(
     )
     on_tissue = tissue.depth(v_px) > 0
     noise_peaks = noise_peak_intensities(rng, on_tissue, float(np.median(background)))
+    acquired = np.ones(len(xy), dtype=bool)
+    if msi_coverage is not None and msi_coverage < 1:
+        acquired = straight_cut(rng, raster.to_str(msi_um), on_tissue, msi_coverage)
+        if msi_keep_unacquired:  # empty spectra where nothing was acquired
+            intensity[~acquired], noise_peaks[~acquired] = 0.0, 0.0
+        else:
+            xy, msi_um, intensity = xy[acquired], msi_um[acquired], intensity[acquired]
+            on_tissue, noise_peaks, acquired = on_tissue[acquired], noise_peaks[acquired], acquired[acquired]
 
     msi_obs = pd.DataFrame(
         {
@@ -279,6 +311,7 @@ def _section(
             "y": xy[:, 1],
             "tic": intensity.sum(axis=1, dtype=np.float64) + noise_peaks.sum(axis=1, dtype=np.float64),
             "in_tissue": on_tissue,
+            **({"acquired": acquired} if msi_coverage is not None else {}),
         },
         index=pd.Index([f"px_{a}_{b}" for a, b in xy]),
     )
