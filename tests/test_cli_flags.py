@@ -76,6 +76,17 @@ def test_quiet_prints_only_the_result_and_warnings(aligned):
     assert all(line.startswith("warning: ") for line in stderr.splitlines())
 
 
+def test_quiet_keeps_the_low_confidence_warning_on_one_line(sections, tmp_path):
+    # a wrong pixel size (60 um, not 100) needs a scale of ~1.5: registered, paired, not trusted
+    code, stdout, stderr = _run([*_align_args(sections, "S1"), "--pixel-size-um", "60", "--quiet",
+                                 "--out", str(tmp_path / "low")])
+    assert code == 0
+    assert len(stdout.splitlines()) == 1 and stdout.startswith("S1: ") and "confidence low" in stdout
+    override, warning = stderr.splitlines()  # no stage lines; the warnings stay visible, one line each
+    assert override.startswith("warning: pixel_size_um=(60.0, 60.0) overrides the pixel size recorded")
+    assert warning.startswith("warning: Pairing with a low-confidence registration: the fitted scale")
+
+
 def test_normalize_tic_reaches_the_reader(aligned, sections):
     from spatial_mg.align import RegistrationResult, pair
     from spatial_mg.pipeline import read_peak_list, read_section
