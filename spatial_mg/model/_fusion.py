@@ -13,12 +13,24 @@ import math
 import torch
 from pyro.distributions import Independent, Normal, TorchDistribution, constraints
 
+from . import _draws
+
 LOGVAR_MIN, LOGVAR_MAX = -10.0, 8.0  # keeps precisions finite in float32
+
+
+class _Normal(Normal):
+    """Pyro's Normal, its noise drawn by :func:`spatial_mg.model._draws.standard_normal`
+    (the same draws however a minibatch is split across ranks; cells on the first dim)."""
+
+    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        shape = self._extended_shape(sample_shape)
+        eps = _draws.standard_normal(shape, self.loc.dtype, self.loc.device, dim=len(sample_shape))
+        return self.loc + eps * self.scale
 
 
 def diag_normal(loc: torch.Tensor, scale: torch.Tensor | float) -> TorchDistribution:
     """Diagonal Gaussian over the latent (event dim 1), without per-step argument checks."""
-    return Independent(Normal(loc, scale, validate_args=False), 1, validate_args=False)
+    return Independent(_Normal(loc, scale, validate_args=False), 1, validate_args=False)
 
 
 def product_of_experts(

@@ -33,6 +33,7 @@ from .._constants import (
 )
 from .._errors import DeviceUnavailableError
 from ._calibration import ONE_SIGMA, Calibration
+from . import _distributed
 from ._config import DEFAULT_SEED, ModuleConfig, TrainingConfig, check_integer, check_number
 from ._data import DeviceData, HostData, data_scales, read_data
 from ._module import PoEModule
@@ -271,6 +272,8 @@ class PoEVAE:
         resume: bool = TrainingConfig.resume,
         progress_bar: bool = TrainingConfig.progress_bar,
         seed: int | None = TrainingConfig.seed,
+        strategy: str = TrainingConfig.strategy,
+        devices: int | None = TrainingConfig.devices,
     ) -> PoEVAE:
         """Fit the model by stochastic variational inference (Adam on the negative ELBO).
 
@@ -327,6 +330,16 @@ class PoEVAE:
             Show a tqdm bar over epochs.
         seed
             Seeds the split, the shuffling and the sampling; None: the model's seed.
+        strategy, devices
+            ``"ddp"``: data-parallel training on torch.distributed in ``devices`` new local
+            processes (gloo on the CPU, NCCL with one GPU per rank), or, with ``devices``
+            left out, as one rank of a group launched by ``torchrun``. Every minibatch of
+            ``batch_size`` cells is shared out among the ranks and their gradients summed,
+            so the steps are those of one process with the same ``batch_size`` (up to the
+            order of float sums; the MMD penalties, where weighted, are computed per rank's
+            share). Rank 0 writes the checkpoints; the trained weights come back here.
+            ``"single"``: this process. ``"auto"``: ``"ddp"`` under torchrun (with more
+            than one process) or with ``devices`` > 1, else ``"single"``.
 
         Returns
         -------
@@ -343,23 +356,60 @@ class PoEVAE:
             raise ValueError("this model has no training data (it was loaded); use PoEVAE.load(path, mdata=...)")
         n = self._host.n_obs
         device = _device(settings.accelerator)
+        launch = _distributed.plan(settings.strategy, settings.devices, device)
+        group = _distributed.group_from_environment(device) if launch == "torchrun" else None
+        device = device if group is None else group.device
         config = settings.resolve(n, self.seed)
         order = np.random.default_rng(config.seed).permutation(n)
         n_val = int(round(config.validation_fraction * n)) if n >= 20 else 0
+        val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+        world = {"single": 1, "spawn": config.devices, "torchrun": None if group is None else group.world_size}[launch]
+        _distributed.check_shardable(len(train_idx), n_val, config.batch_size, config.eval_batch_size, world)
+        fingerprint = None if config.checkpoint_dir is None else self._fingerprint(config, device)
+        if launch == "spawn":
+            self._train_spawned(config, device, train_idx, val_idx, fingerprint)
+            return self
         self.module.to(device)
         data = DeviceData(self._host, self.registry, device)
-        val_idx = torch.as_tensor(np.sort(order[:n_val]), device=device)
-        train_idx = torch.as_tensor(np.sort(order[n_val:]), device=device)
-        fingerprint = None if config.checkpoint_dir is None else self._fingerprint(config, device)
+        val_idx = torch.as_tensor(val_idx, device=device)
+        train_idx = torch.as_tensor(train_idx, device=device)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(config.seed)
-            trainer = Trainer(self.module, data, train_idx, val_idx, config, fingerprint, self._history)
+            trainer = Trainer(self.module, data, train_idx, val_idx, config, fingerprint, self._history, group=group)
             try:
                 trainer.fit()
             finally:  # a failed run keeps the epochs it finished
                 self._history = trainer.history
         self.module.eval()
         return self
+
+    def _train_spawned(self, config: TrainingConfig, device: torch.device, train_idx, val_idx, fingerprint) -> None:
+        """Train in ``config.devices`` local processes (:func:`_distributed.spawn_training`);
+        take rank 0's weights and history, as a single process would have them."""
+        payload = {
+            "module_config": self.module_config.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
+            "frozen": self._frozen_reference,
+            "seed": self.seed,
+            "host": self._host,
+            "registry": self.registry,
+            "train_idx": train_idx,
+            "val_idx": val_idx,
+            "config": config,
+            "fingerprint": fingerprint,
+            "history": self._history,
+        }
+        results = _distributed.spawn_training(payload, config.devices, device)
+        main = results[0]
+        for rank, other in enumerate(results[1:], start=1):  # the all-reduce keeps them equal; say so if not
+            if any(not torch.equal(main["state_dict"][k], v) for k, v in other["state_dict"].items()):
+                raise RuntimeError(f"rank {rank} ended with other weights than rank 0: please report this as a bug")
+        self.module.load_state_dict(main["state_dict"])
+        self.module.to(device)
+        self.module.eval()
+        self._history = main["history"]  # a failed run keeps the epochs it finished
+        if main["error"] is not None:
+            raise main["error"]
 
     def _fingerprint(self, config: TrainingConfig, device: torch.device) -> dict:
         """What a checkpoint must share with this run to be resumed: the model (setup and
