@@ -96,12 +96,18 @@ class MixtureOfExperts(TorchDistribution):
 
     def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
         shape = torch.Size(sample_shape) + self.batch_shape
-        choice = torch.multinomial(self.weights, int(math.prod(sample_shape)) or 1, replacement=True)
-        choice = choice.T.reshape(*shape, 1, 1).expand(*shape, 1, self.locs.shape[-1])
+        cells = len(sample_shape)  # the dim of the cells, for draws shared out among ranks (_draws)
+        # the expert by inverse CDF: the first whose cumulative weight exceeds u ~ U(0, 1);
+        # dividing by the total makes the last positive weight's end exactly 1 > u
+        cdf = self.weights.cumsum(-1)
+        cdf = cdf / cdf[..., -1:]
+        u = _draws.rand(shape, self.weights.device, dim=cells).to(cdf.dtype)
+        choice = (u.unsqueeze(-1) >= cdf).sum(-1)
+        choice = choice.reshape(*shape, 1, 1).expand(*shape, 1, self.locs.shape[-1])
         expand = (*shape, *self.locs.shape[-2:])
         loc = self.locs.expand(expand).gather(-2, choice).squeeze(-2)
         scale = self.scales.expand(expand).gather(-2, choice).squeeze(-2)
-        return loc + scale * torch.randn_like(loc)
+        return loc + scale * _draws.standard_normal(loc.shape, loc.dtype, loc.device, dim=cells)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         z = value.unsqueeze(-2)

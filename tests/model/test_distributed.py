@@ -127,3 +127,18 @@ def test_rows_share_out_a_minibatch_like_tensor_split():
         for rank in range(3):
             start, stop = _distributed.Group(rank, 3, torch.device("cpu")).rows(n)
             assert torch.equal(torch.arange(start, stop), parts[rank])
+
+
+def test_mixture_draws_of_a_share_are_the_rows_of_the_whole_minibatch_draws():
+    from spatial_mg.model._fusion import MixtureOfExperts
+
+    mu, logvar = torch.randn(2, 10, 3), torch.randn(2, 10, 3)
+    mask = torch.rand(2, 10) < 0.7
+    torch.manual_seed(5)
+    whole = MixtureOfExperts(mu, logvar, mask).rsample()
+    shares = []
+    for start, stop in ((0, 5), (5, 10)):
+        torch.manual_seed(5)
+        with rows_of_batch(start, stop, 10):
+            shares.append(MixtureOfExperts(mu[:, start:stop], logvar[:, start:stop], mask[:, start:stop]).rsample())
+    assert torch.equal(torch.cat(shares), whole)
