@@ -166,9 +166,11 @@ def _lists(value):
 # shown. ``accelerator`` is left out because "auto" and "cpu" can name the same device:
 # the device itself is compared instead.
 # ``strategy`` and ``devices`` too: N ranks take the steps one process takes with the same
-# minibatches (``_distributed``), so a checkpoint resumes on any number of ranks.
+# minibatches (``_distributed``), so a checkpoint resumes on any number of ranks; and
+# ``chunk_size``: data on disk give the minibatches of the same data in memory (``_disk``).
 OUTSIDE_RESULT = (
-    "max_epochs", "accelerator", "checkpoint_dir", "checkpoint_every", "resume", "progress_bar", "strategy", "devices"
+    "max_epochs", "accelerator", "checkpoint_dir", "checkpoint_every", "resume", "progress_bar", "strategy", "devices",
+    "chunk_size",
 )
 
 
@@ -214,6 +216,7 @@ class TrainingConfig:
     seed: int | None = None
     strategy: str = "auto"
     devices: int | None = None
+    chunk_size: int = 16384
     eval_batch_size: int = 4096  # cells per validation step (no gradients: larger is fine)
 
     def __post_init__(self) -> None:
@@ -236,6 +239,7 @@ class TrainingConfig:
         if self.strategy not in ("auto", "single", "ddp"):
             raise ValueError(f"strategy must be 'auto', 'single' or 'ddp', not {self.strategy!r}")
         check_integer("devices", self.devices, 1, optional=True)
+        check_integer("chunk_size", self.chunk_size, 1)
 
     def result_settings(self) -> dict:
         """The settings that change what training computes (all fields but those of

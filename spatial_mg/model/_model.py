@@ -36,6 +36,7 @@ from ._calibration import ONE_SIGMA, Calibration
 from . import _distributed
 from ._config import DEFAULT_SEED, ModuleConfig, TrainingConfig, check_integer, check_number
 from ._data import DeviceData, HostData, data_scales, read_data
+from ._disk import ChunkedData, DiskMatrix
 from ._module import PoEModule
 from ._registry import (
     Registry,
@@ -274,6 +275,7 @@ class PoEVAE:
         seed: int | None = TrainingConfig.seed,
         strategy: str = TrainingConfig.strategy,
         devices: int | None = TrainingConfig.devices,
+        chunk_size: int = TrainingConfig.chunk_size,
     ) -> PoEVAE:
         """Fit the model by stochastic variational inference (Adam on the negative ELBO).
 
@@ -340,6 +342,10 @@ class PoEVAE:
             share). Rank 0 writes the checkpoints; the trained weights come back here.
             ``"single"``: this process. ``"auto"``: ``"ddp"`` under torchrun (with more
             than one process) or with ``devices`` > 1, else ``"single"``.
+        chunk_size
+            Where the data stay on disk (a MuData read with ``backed="r"``): cells read
+            from the file and put on the device at a time, in the order of the epoch.
+            The minibatches, and so the training, are those of the same data in memory.
 
         Returns
         -------
@@ -367,10 +373,15 @@ class PoEVAE:
         _distributed.check_shardable(len(train_idx), n_val, config.batch_size, config.eval_batch_size, world)
         fingerprint = None if config.checkpoint_dir is None else self._fingerprint(config, device)
         if launch == "spawn":
+            if _on_disk(self._host):
+                raise ValueError(
+                    "strategy='ddp' with devices=N cannot yet hand data on disk (backed) to the processes it starts: "
+                    "launch with torchrun (each rank opens the file), or load the data into memory"
+                )
             self._train_spawned(config, device, train_idx, val_idx, fingerprint)
             return self
         self.module.to(device)
-        data = DeviceData(self._host, self.registry, device)
+        data = self._device_data(self._host, device, config.chunk_size)
         val_idx = torch.as_tensor(val_idx, device=device)
         train_idx = torch.as_tensor(train_idx, device=device)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -490,9 +501,15 @@ class PoEVAE:
             "(extra features and another order are fine), e.g. the same gene panel and reference"
         )
 
+    def _device_data(self, host: HostData, device: torch.device, chunk_size: int = TrainingConfig.chunk_size):
+        """The data on the device: whole, or a chunk of cells at a time where they stay on disk."""
+        if _on_disk(host):
+            return ChunkedData(host, self.registry, device, chunk_size)
+        return DeviceData(host, self.registry, device)
+
     def _batches(self, host: HostData, batch_size: int):
         device = self.device
-        data = DeviceData(host, self.registry, device)
+        data = self._device_data(host, device)
         for idx in torch.arange(host.n_obs, device=device).split(batch_size):
             yield data.batch(idx)
 
@@ -829,6 +846,10 @@ class PoEVAE:
             host = read_data(ref_data, query_registry, what="reference data", require_all=False).concat(host)
         model = cls.__new__(cls)
         return model._assemble(query_registry, module, config, ref.seed, host, query_mdata, frozen=not query_in_train)
+
+
+def _on_disk(host: HostData | None) -> bool:
+    return host is not None and any(isinstance(m.matrix, DiskMatrix) for m in host.modalities.values())
 
 
 def _spots_of(data, modality: str | None):

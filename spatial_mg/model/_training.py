@@ -96,7 +96,8 @@ class Trainer:
     module
         The module, already on ``data.device``.
     data
-        The whole data set on the device.
+        The whole data set on the device, or the same read from disk a chunk at a time
+        (:class:`~spatial_mg.model._disk.ChunkedData`).
     train_idx, val_idx
         Cell indices (device tensors) of the training and validation sets.
     config
@@ -217,6 +218,8 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}
         first_bad: dict[str, torch.Tensor] = {}
         n_batches = max(1, math.ceil(idx.shape[0] / batch_size))
+        if hasattr(self.data, "begin_pass"):  # data on disk: read ahead in this order
+            self.data.begin_pass(idx)
         for step, chunk in enumerate(torch.tensor_split(idx, n_batches)):
             n_global = chunk.shape[0]
             if self.group is None:
