@@ -104,7 +104,8 @@ def plan(strategy: str, devices: int | None, device: torch.device) -> str:
         raise ValueError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
     if devices is not None and (isinstance(devices, bool) or not isinstance(devices, int) or devices < 1):
         raise ValueError(f"devices must be a whole number >= 1 (or None), not {devices!r}")
-    torchrun = launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1
+    # under torchrun "auto" is DDP where there is more than one process; "ddp" even with one
+    torchrun = launched_by_torchrun() and (strategy == "ddp" or int(os.environ["WORLD_SIZE"]) > 1)
     if strategy == "single":
         if devices not in (None, 1):
             raise ValueError(f"strategy='single' trains in one process on one device, not devices={devices}; use strategy='ddp'")

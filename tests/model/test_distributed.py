@@ -142,3 +142,20 @@ def test_mixture_draws_of_a_share_are_the_rows_of_the_whole_minibatch_draws():
         with rows_of_batch(start, stop, 10):
             shares.append(MixtureOfExperts(mu[:, start:stop], logvar[:, start:stop], mask[:, start:stop]).rsample())
     assert torch.equal(torch.cat(shares), whole)
+
+
+@pytest.fixture
+def torchrun_rank(monkeypatch):
+    """This process as rank 1 of 2 of a torchrun launch (its variables only: no group is joined)."""
+    for key, value in {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(key, value)
+
+
+def test_under_torchrun_auto_is_ddp_and_devices_must_match_the_launch(torchrun_rank):
+    assert _distributed.plan("auto", None, torch.device("cpu")) == "torchrun"
+    assert _distributed.plan("single", None, torch.device("cpu")) == "single"
+    assert not _distributed.is_main_process()
+    with pytest.raises(ValueError, match=r"started by torchrun with 2 processes on this node, but devices=3"):
+        _distributed.plan("ddp", 3, torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"give accelerator='gpu', not 'cuda:1'"):
+        _distributed.plan("ddp", None, torch.device("cuda", 1))
