@@ -608,7 +608,8 @@ class PoEVAE:
         query
             AnnData of one modality (e.g. RNA only), its SpatialData (e.g. from
             ``spatialdata_io.visium``), or MuData with any subset of the modalities. Features are matched by name: reordered or extra features are
-            fine, missing ones are an error. Covariate categories must be known (else map
+            fine, missing ones are an error. Backed data (``backed="r"``, features in
+            the model's order) stay on disk and are read a chunk of cells at a time. Covariate categories must be known (else map
             the query with :meth:`load_query_data` first).
         target
             Modality to predict.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anndata as ad
 import mudata as md
 import numpy as np
 import pytest
@@ -84,3 +85,18 @@ def test_backed_data_stay_as_they_were(written):
     PoEVAE(backed, **SMALL).train(**dict(KW, max_epochs=1))
     assert np.array_equal(backed["rna"].X[np.arange(10)].toarray(), before)
     assert np.array_equal(md.read_h5mu(written)["rna"].X[:10].toarray(), before)
+
+
+def test_prediction_from_a_backed_query_equals_the_in_memory_one(written):
+    data = md.read_h5mu(written)
+    PoEVAE.setup_mudata(data, likelihoods=LIKELIHOODS)
+    model = PoEVAE(data, **SMALL).train(**dict(KW, max_epochs=1))
+    backed = md.read_h5mu(written, backed="r")
+    a = model.predict(data, target="msi", n_samples=4)
+    b = model.predict(backed, target="msi", n_samples=4)
+    np.testing.assert_allclose(b.X, a.X, rtol=1e-5)
+    np.testing.assert_allclose(b.layers["std"], a.layers["std"], rtol=1e-4, atol=1e-6)
+    assert list(b.obs_names) == list(a.obs_names)
+    data["rna"].write_h5ad(written.with_name("rna.h5ad"))  # an RNA-only section, backed
+    rna_only = ad.read_h5ad(written.with_name("rna.h5ad"), backed="r")
+    np.testing.assert_allclose(model.predict(rna_only, n_samples=4).X, model.predict(data["rna"], n_samples=4).X, rtol=1e-5)
