@@ -22,6 +22,7 @@ import scipy.sparse as sp
 import torch
 
 SCAN_ROWS = 8192  # rows per chunk when scanning a matrix on disk
+ROW_READ_CHUNK_BYTES = 256 << 10  # largest storage chunk from which rows are read one by one
 
 
 def is_backed(data) -> bool:
@@ -59,6 +60,13 @@ class DiskMatrix:
                 "(adata.X = scipy.sparse.csr_matrix(adata.X)) or load it into memory"
             )
         self.nnz: int | None = None  # set by the first scan (read_data)
+        # HDF5 reads whole storage chunks and caches the last few (1 MiB by default): rows
+        # read one by one in order reuse small chunks, but a chunk too large for the cache
+        # is read again for every row
+        stored = handle.group["data"] if hasattr(handle, "group") else handle
+        chunks = getattr(stored, "chunks", None)
+        chunk_bytes = 0 if chunks is None else int(np.prod(chunks)) * stored.dtype.itemsize
+        self.scattered_reads = chunk_bytes <= ROW_READ_CHUNK_BYTES
 
     def blocks(self, rows: int = SCAN_ROWS):
         """``(start, block)`` over the matrix in row order, each block in memory (float32)."""
@@ -66,12 +74,26 @@ class DiskMatrix:
             yield start, _in_memory(self.handle[start : min(start + rows, self.shape[0])])
 
     def rows(self, index: np.ndarray):
-        """Rows ``index`` (sorted, unique) in memory, in that order (float32 CSR or array)."""
+        """Rows ``index`` (sorted, unique) in memory, in that order (float32 CSR or array).
+
+        A run of rows is one read. Scattered rows are read one by one where the file
+        stores the arrays contiguously; from chunked (or compressed) storage, where one
+        row costs a whole storage chunk, the span is read in blocks of rows and the rows
+        picked from them, so each byte is read once.
+        """
         if index.size == 0:
             return sp.csr_matrix((0, self.shape[1]), dtype=np.float32) if self.sparse else np.zeros((0, self.shape[1]), np.float32)
-        if index[-1] - index[0] + 1 == index.size:  # a run of rows: one read
-            return _in_memory(self.handle[int(index[0]) : int(index[-1]) + 1])
-        return _in_memory(self.handle[index])
+        first, last = int(index[0]), int(index[-1]) + 1
+        if last - first == index.size:
+            return _in_memory(self.handle[first:last])
+        if self.scattered_reads:
+            return _in_memory(self.handle[index])
+        parts = []
+        for start in range(first, last, SCAN_ROWS):
+            lo, hi = np.searchsorted(index, [start, start + SCAN_ROWS])
+            if hi > lo:
+                parts.append(_in_memory(self.handle[start : min(start + SCAN_ROWS, last)])[index[lo:hi] - start])
+        return sp.vstack(parts, format="csr") if self.sparse else np.concatenate(parts)
 
 
 def feature_moments_on_disk(matrix: DiskMatrix, present_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

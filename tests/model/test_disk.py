@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from poevae_data import paired
 
-from spatial_mg.model import PoEVAE
+from spatial_mg.model import PoEVAE, _disk
 from spatial_mg.model._disk import ChunkedData, DiskMatrix
 
 SMALL = dict(n_latent=4, n_hidden=16)
@@ -27,7 +27,9 @@ def _weights(model):
     return {k: v.detach().cpu() for k, v in model.module.state_dict().items()}
 
 
-def test_backed_training_gives_the_in_memory_result_reading_a_chunk_at_a_time(written, monkeypatch):
+@pytest.mark.parametrize("row_by_row", [True, False])  # False: storage chunks too large, rows read by blocks
+def test_backed_training_gives_the_in_memory_result_reading_a_chunk_at_a_time(written, monkeypatch, row_by_row):
+    monkeypatch.setattr(_disk, "ROW_READ_CHUNK_BYTES", _disk.ROW_READ_CHUNK_BYTES if row_by_row else 0)
     in_memory = md.read_h5mu(written)
     on_disk = md.read_h5mu(written, backed="r")
     for data in (in_memory, on_disk):
@@ -42,7 +44,9 @@ def test_backed_training_gives_the_in_memory_result_reading_a_chunk_at_a_time(wr
     monkeypatch.setattr(ChunkedData, "_read", counted)
     a = PoEVAE(in_memory, **SMALL).train(**KW)
     model = PoEVAE(on_disk, **SMALL)
-    assert all(isinstance(m.matrix, DiskMatrix) for m in model._host.modalities.values())  # nothing loaded whole
+    matrices = [m.matrix for m in model._host.modalities.values()]
+    assert all(isinstance(m, DiskMatrix) for m in matrices)  # nothing loaded whole
+    assert matrices[0].scattered_reads == row_by_row  # anndata stores CSR arrays in small chunks
     b = model.train(chunk_size=40, **KW)
     # the memory is set by the chunk: never more cells at a time than chunk_size
     assert reads and max(reads) <= 40 and len(reads) >= 3 * 3  # 108 training cells: three chunks an epoch
