@@ -346,6 +346,9 @@ class PoEVAE:
             Where the data stay on disk (a MuData read with ``backed="r"``): cells read
             from the file and put on the device at a time, in the order of the epoch.
             The minibatches, and so the training, are those of the same data in memory.
+            Where the file stores its arrays in large chunks (more than 256 KiB), each
+            chunk of cells is read by scanning the file: a larger ``chunk_size`` then
+            reads less (memory: about the chunk's non-zeros and dense values).
 
         Returns
         -------
