@@ -201,6 +201,19 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--checkpoint-dir", help="write a checkpoint there after every epoch (one subfolder per seed for --n-models > 1)")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
+    train.add_argument(
+        "--strategy",
+        choices=["auto", "single", "ddp"],
+        default="auto",
+        help="ddp: data-parallel on torch.distributed, in --devices local processes or as the ranks of a torchrun "
+        "launch (default auto: ddp under torchrun or with --devices > 1, else one process)",
+    )
+    train.add_argument(
+        "--devices",
+        type=_at_least(1),
+        help="processes to start for --strategy ddp, one per GPU (accelerator gpu) or CPU share (cpu, gloo); "
+        "leave out under torchrun",
+    )
     _output(train)
 
     predict = sub.add_parser("predict", help="predict metabolite maps of an RNA-only section")
@@ -353,28 +366,34 @@ def _align(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     _require(args, "pairs", "out")
+    from .model._distributed import end_group
     from .pipeline import run_train
 
-    run_train(
-        pairs=args.pairs,
-        out=args.out,
-        n_latent=args.n_latent,
-        max_epochs=args.epochs,
-        batch_size=args.batch_size,
-        accelerator=args.accelerator,
-        seed=args.seed,
-        batch_key=None if args.batch_key in (None, "none") else args.batch_key,
-        calibrate=args.calibrate,
-        fusion=args.fusion,
-        batch_mmd_weight=args.batch_mmd_weight,
-        modality_mmd_weight=args.modality_mmd_weight,
-        context_radius_um=args.context_radius_um,
-        checkpoint_dir=args.checkpoint_dir,
-        resume=args.resume,
-        n_models=args.n_models,
-        mix_matrices=args.mix_matrices,
-        overwrite=args.overwrite,
-    )
+    try:
+        run_train(
+            pairs=args.pairs,
+            out=args.out,
+            n_latent=args.n_latent,
+            max_epochs=args.epochs,
+            batch_size=args.batch_size,
+            accelerator=args.accelerator,
+            seed=args.seed,
+            batch_key=None if args.batch_key in (None, "none") else args.batch_key,
+            calibrate=args.calibrate,
+            fusion=args.fusion,
+            batch_mmd_weight=args.batch_mmd_weight,
+            modality_mmd_weight=args.modality_mmd_weight,
+            context_radius_um=args.context_radius_um,
+            checkpoint_dir=args.checkpoint_dir,
+            resume=args.resume,
+            n_models=args.n_models,
+            mix_matrices=args.mix_matrices,
+            overwrite=args.overwrite,
+            strategy=args.strategy,
+            devices=args.devices,
+        )
+    finally:  # a rank of a torchrun launch leaves the process group it joined
+        end_group()
     return 0
 
 

@@ -184,7 +184,13 @@ def _lists(value):
 # (resuming to train longer is what a checkpoint is for), where checkpoints go, what is
 # shown. ``accelerator`` is left out because "auto" and "cpu" can name the same device:
 # the device itself is compared instead.
-OUTSIDE_RESULT = ("max_epochs", "accelerator", "checkpoint_dir", "checkpoint_every", "resume", "progress_bar")
+# ``strategy`` and ``devices`` too: N ranks take the steps one process takes with the same
+# minibatches (``_distributed``), so a checkpoint resumes on any number of ranks; and
+# ``chunk_size``: data on disk give the minibatches of the same data in memory (``_disk``).
+OUTSIDE_RESULT = (
+    "max_epochs", "accelerator", "checkpoint_dir", "checkpoint_every", "resume", "progress_bar", "strategy", "devices",
+    "chunk_size",
+)
 
 
 def default_max_epochs(n_obs: int) -> int:
@@ -227,6 +233,9 @@ class TrainingConfig:
     resume: bool = False
     progress_bar: bool = True
     seed: int | None = None
+    strategy: str = "auto"
+    devices: int | None = None
+    chunk_size: int = 16384
     eval_batch_size: int = 4096  # cells per validation step (no gradients: larger is fine)
 
     def __post_init__(self) -> None:
@@ -246,6 +255,10 @@ class TrainingConfig:
         check_integer("checkpoint_every", self.checkpoint_every, 1)
         check_integer("seed", self.seed, 0, optional=True)
         check_integer("eval_batch_size", self.eval_batch_size, 1)
+        if self.strategy not in ("auto", "single", "ddp"):
+            raise ValueError(f"strategy must be 'auto', 'single' or 'ddp', not {self.strategy!r}")
+        check_integer("devices", self.devices, 1, optional=True)
+        check_integer("chunk_size", self.chunk_size, 1)
 
     def result_settings(self) -> dict:
         """The settings that change what training computes (all fields but those of

@@ -20,6 +20,7 @@ import torch
 
 from .._constants import NORMALIZE_TARGET_SUM
 from .._neighbourhood import neighbourhood_mean
+from ._disk import DiskMatrix, feature_moments_on_disk, feed_disk_matrix, is_backed
 from ._registry import Registry, codes_for, obs_column
 
 _CHUNK = 1 << 24  # values per chunk when scanning a dense matrix
@@ -91,6 +92,12 @@ class HostData:
         digest = hashlib.sha256()
         _feed_text(digest, self.obs_names)
         for name, data in self.modalities.items():
+            if isinstance(data.matrix, DiskMatrix):
+                _feed_text(digest, [name, "on disk"])
+                feed_disk_matrix(digest, data.matrix)
+                _feed_array(digest, data.rowmap, np.int64)
+                _feed_array(digest, data.present, np.bool_)
+                continue
             _feed_text(digest, [name])
             _feed_matrix(digest, data.matrix)
             if data.context is not None:  # data without one hash as they did before contexts existed
@@ -239,6 +246,12 @@ def read_data(
         Scan every value (NaN, negative or fractional counts, ...). False for data that
         setup has already scanned: the structure (features, cells, masks, categories) is
         still checked, which is cheap.
+
+    Notes
+    -----
+    Matrices of backed data (``backed="r"``, :func:`~spatial_mg.model._disk.is_backed`)
+    stay on disk as :class:`~spatial_mg.model._disk.DiskMatrix`; they are scanned once in
+    row chunks for the checks and the per-row statistics.
     """
     mods = getattr(data, "mod", None)
     if mods is None:
@@ -258,7 +271,10 @@ def read_data(
         if name not in mods or mods[name].n_obs == 0:  # an empty modality is an absent one
             continue
         adata = mods[name]
-        matrix = _aligned_matrix(adata, name, entry, what, validate)
+        if is_backed(adata):
+            matrix = _disk_matrix(adata, name, entry, what)
+        else:
+            matrix = _aligned_matrix(adata, name, entry, what, validate)
         rowmap = pd.Index(adata.obs_names.astype(str)).get_indexer(obs_names).astype(np.int64)
         present = rowmap >= 0
         if entry.mask_key is not None and _has_obs(data, entry.mask_key):
@@ -269,9 +285,12 @@ def read_data(
                 raise ValueError(f"mask key '{entry.mask_key}' is True for cells absent from modality '{name}'")
             present &= explicit.to_numpy()
         library = log_factorial = None
-        if entry.likelihood == "nb":
+        if isinstance(matrix, DiskMatrix):
+            library, log_factorial = _scan_disk(matrix, entry.likelihood, validate)
+        elif entry.likelihood == "nb":
             library = np.asarray(matrix.sum(1), dtype=np.float64).ravel()
             log_factorial = _log_factorial_rows(matrix)
+        if library is not None:
             empty = int((library[rowmap[present]] == 0).sum())
             if empty:
                 warnings.warn(
@@ -281,6 +300,11 @@ def read_data(
                 )
         context = None
         if name in registry.spatial_context:
+            if isinstance(matrix, DiskMatrix):
+                raise ValueError(
+                    f"modality '{name}' of the {what} is on disk (backed), and the model reads its spatial context, "
+                    "which needs the spots in memory: read it without backed=, or set up without spatial_context"
+                )
             context = spatial_context(data, adata, matrix, registry, name, what)
         modalities[name] = ModalityData(matrix, rowmap, present, library, log_factorial, context)
     if not np.any([m.present for m in modalities.values()], axis=0).all():
@@ -317,6 +341,40 @@ def spatial_context(data, adata, matrix, registry: Registry, name: str, what: st
         column = adata.obs[group_key] if group_key in adata.obs.columns else obs_column(data, group_key)
         groups = column.reindex(pd.Index(adata.obs_names)).astype(str).to_numpy()
     return neighbourhood_mean(matrix, coords, registry.spatial_context[name], groups).astype(np.float32)
+
+
+def _disk_matrix(adata, name: str, entry, what: str) -> DiskMatrix:
+    """The modality's matrix in the file, its features in registry order (not reordered on disk)."""
+    handle = adata.X if entry.layer is None else adata.layers.get(entry.layer)
+    where = f"modality '{name}' ({'X' if entry.layer is None else f'layer {entry.layer!r}'}) of the {what}"
+    if handle is None:
+        raise KeyError(f"{where} is missing")
+    names = pd.Index(adata.var_names.astype(str))
+    if not names.equals(pd.Index(entry.features)):
+        raise ValueError(
+            f"{where} is on disk (backed) with features in another order than, or other than, the model's: write it "
+            "with the model's features in their order, or load it into memory (read without backed=)"
+        )
+    return DiskMatrix(handle, where)
+
+
+def _scan_disk(matrix: DiskMatrix, likelihood: str, validate: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """One pass over a matrix on disk: check the values (``validate``), count the non-zeros,
+    and for NB the library size and log-factorial of each row."""
+    nb = likelihood == "nb"
+    library, log_factorial = [], []
+    nnz = 0
+    for _, block in matrix.blocks():
+        if validate:
+            check_values(block, likelihood, matrix.where)
+        nnz += block.nnz if sp.issparse(block) else int(np.count_nonzero(block))
+        if nb:
+            library.append(np.asarray(block.sum(1), dtype=np.float64).ravel())
+            log_factorial.append(_log_factorial_rows(block))
+    matrix.nnz = nnz
+    if not nb:
+        return None, None
+    return np.concatenate(library), np.concatenate(log_factorial)
 
 
 def _has_obs(data, key: str) -> bool:
@@ -383,6 +441,8 @@ def data_scales(host: HostData, registry: Registry) -> dict[str, dict]:
 def feature_moments(data: ModalityData) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and standard deviation over the cells where the modality is present."""
     rows = np.unique(data.rowmap[data.present])
+    if isinstance(data.matrix, DiskMatrix):
+        return feature_moments_on_disk(data.matrix, rows)
     m = data.matrix[rows]
     mean = np.asarray(m.mean(0), dtype=np.float64).ravel()
     sq = m.multiply(m).mean(0) if sp.issparse(m) else np.mean(np.square(m, dtype=np.float64), axis=0)
@@ -449,6 +509,10 @@ class DeviceData:
         Sparse matrices whose dense float32 form is smaller are densified once (faster
         gathers); larger ones stay CSR. Default: a quarter of the free GPU memory, or
         1 GiB of host memory on CPU.
+    whole
+        For a chunk of a larger data set (:class:`~spatial_mg.model._disk.ChunkedData`):
+        modality name -> (rows, non-zeros) of the whole data set, by which dense or sparse
+        storage is chosen, so that every chunk is stored as the whole would be.
 
     Notes
     -----
@@ -457,7 +521,14 @@ class DeviceData:
     special functions (the costliest part of a CPU step) on those alone.
     """
 
-    def __init__(self, host: HostData, registry: Registry, device: torch.device, dense_limit_bytes: int | None = None):
+    def __init__(
+        self,
+        host: HostData,
+        registry: Registry,
+        device: torch.device,
+        dense_limit_bytes: int | None = None,
+        whole: dict[str, tuple[int, int]] | None = None,
+    ):
         self.device = device
         self.n_obs = host.n_obs
         if dense_limit_bytes is None:
@@ -468,6 +539,7 @@ class DeviceData:
         self.storage, self.rowmap, self.log_library, self.log_factorial = {}, {}, {}, {}
         self.context: dict[str, _Storage] = {}
         self.compact: set[str] = set()  # NB modalities whose minibatches carry their non-zeros
+        self.whole = whole or {}
         presence = np.zeros((len(self.names), host.n_obs), dtype=bool)
         for k, name in enumerate(self.names):
             data = host.modalities.get(name)
@@ -489,6 +561,8 @@ class DeviceData:
     def _keep_sparse(self, matrix, name: str, device: torch.device, dense_limit_bytes: int) -> bool:
         n, f = matrix.shape
         nnz = matrix.nnz if sp.issparse(matrix) else int(np.count_nonzero(matrix))
+        if name in self.whole:
+            n, nnz = self.whole[name]
         if device.type == "cpu" and self.likelihoods[name] == "nb" and nnz < 0.5 * n * f:
             self.compact.add(name)
             return True

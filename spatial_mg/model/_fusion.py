@@ -13,12 +13,24 @@ import math
 import torch
 from pyro.distributions import Independent, Normal, TorchDistribution, constraints
 
+from . import _draws
+
 LOGVAR_MIN, LOGVAR_MAX = -10.0, 8.0  # keeps precisions finite in float32
+
+
+class _Normal(Normal):
+    """Pyro's Normal, its noise drawn by :func:`spatial_mg.model._draws.standard_normal`
+    (the same draws however a minibatch is split across ranks; cells on the first dim)."""
+
+    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        shape = self._extended_shape(sample_shape)
+        eps = _draws.standard_normal(shape, self.loc.dtype, self.loc.device, dim=len(sample_shape))
+        return self.loc + eps * self.scale
 
 
 def diag_normal(loc: torch.Tensor, scale: torch.Tensor | float) -> TorchDistribution:
     """Diagonal Gaussian over the latent (event dim 1), without per-step argument checks."""
-    return Independent(Normal(loc, scale, validate_args=False), 1, validate_args=False)
+    return Independent(_Normal(loc, scale, validate_args=False), 1, validate_args=False)
 
 
 def product_of_experts(
@@ -84,12 +96,18 @@ class MixtureOfExperts(TorchDistribution):
 
     def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
         shape = torch.Size(sample_shape) + self.batch_shape
-        choice = torch.multinomial(self.weights, int(math.prod(sample_shape)) or 1, replacement=True)
-        choice = choice.T.reshape(*shape, 1, 1).expand(*shape, 1, self.locs.shape[-1])
+        cells = len(sample_shape)  # the dim of the cells, for draws shared out among ranks (_draws)
+        # the expert by inverse CDF: the first whose cumulative weight exceeds u ~ U(0, 1);
+        # dividing by the total makes the last positive weight's end exactly 1 > u
+        cdf = self.weights.cumsum(-1)
+        cdf = cdf / cdf[..., -1:]
+        u = _draws.rand(shape, self.weights.device, dim=cells).to(cdf.dtype)
+        choice = (u.unsqueeze(-1) >= cdf).sum(-1)
+        choice = choice.reshape(*shape, 1, 1).expand(*shape, 1, self.locs.shape[-1])
         expand = (*shape, *self.locs.shape[-2:])
         loc = self.locs.expand(expand).gather(-2, choice).squeeze(-2)
         scale = self.scales.expand(expand).gather(-2, choice).squeeze(-2)
-        return loc + scale * torch.randn_like(loc)
+        return loc + scale * _draws.standard_normal(loc.shape, loc.dtype, loc.device, dim=cells)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         z = value.unsqueeze(-2)

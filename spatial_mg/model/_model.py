@@ -33,8 +33,10 @@ from .._constants import (
 )
 from .._errors import DeviceUnavailableError
 from ._calibration import ONE_SIGMA, Calibration
+from . import _distributed
 from ._config import DEFAULT_SEED, ModuleConfig, TrainingConfig, check_integer, check_number
 from ._data import DeviceData, HostData, data_scales, read_data
+from ._disk import ChunkedData, DiskMatrix
 from ._module import PoEModule
 from ._registry import (
     Registry,
@@ -290,6 +292,9 @@ class PoEVAE:
         resume: bool = TrainingConfig.resume,
         progress_bar: bool = TrainingConfig.progress_bar,
         seed: int | None = TrainingConfig.seed,
+        strategy: str = TrainingConfig.strategy,
+        devices: int | None = TrainingConfig.devices,
+        chunk_size: int = TrainingConfig.chunk_size,
     ) -> PoEVAE:
         """Fit the model by stochastic variational inference (Adam on the negative ELBO).
 
@@ -346,6 +351,23 @@ class PoEVAE:
             Show a tqdm bar over epochs.
         seed
             Seeds the split, the shuffling and the sampling; None: the model's seed.
+        strategy, devices
+            ``"ddp"``: data-parallel training on torch.distributed in ``devices`` new local
+            processes (gloo on the CPU, NCCL with one GPU per rank), or, with ``devices``
+            left out, as one rank of a group launched by ``torchrun``. Every minibatch of
+            ``batch_size`` cells is shared out among the ranks and their gradients summed,
+            so the steps are those of one process with the same ``batch_size`` (up to the
+            order of float sums; the MMD penalties, where weighted, are computed per rank's
+            share). Rank 0 writes the checkpoints; the trained weights come back here.
+            ``"single"``: this process. ``"auto"``: ``"ddp"`` under torchrun (with more
+            than one process) or with ``devices`` > 1, else ``"single"``.
+        chunk_size
+            Where the data stay on disk (a MuData read with ``backed="r"``): cells read
+            from the file and put on the device at a time, in the order of the epoch.
+            The minibatches, and so the training, are those of the same data in memory.
+            Where the file stores its arrays in large chunks (more than 256 KiB), each
+            chunk of cells is read by scanning the file: a larger ``chunk_size`` then
+            reads less (memory: about the chunk's non-zeros and dense values).
 
         Returns
         -------
@@ -362,23 +384,65 @@ class PoEVAE:
             raise ValueError("this model has no training data (it was loaded); use PoEVAE.load(path, mdata=...)")
         n = self._host.n_obs
         device = _device(settings.accelerator)
+        launch = _distributed.plan(settings.strategy, settings.devices, device)
+        group = _distributed.group_from_environment(device) if launch == "torchrun" else None
+        device = device if group is None else group.device
         config = settings.resolve(n, self.seed)
         order = np.random.default_rng(config.seed).permutation(n)
         n_val = int(round(config.validation_fraction * n)) if n >= 20 else 0
-        self.module.to(device)
-        data = DeviceData(self._host, self.registry, device)
-        val_idx = torch.as_tensor(np.sort(order[:n_val]), device=device)
-        train_idx = torch.as_tensor(np.sort(order[n_val:]), device=device)
+        val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+        world = {"single": 1, "spawn": config.devices, "torchrun": None if group is None else group.world_size}[launch]
+        _distributed.check_shardable(len(train_idx), n_val, config.batch_size, config.eval_batch_size, world)
         fingerprint = None if config.checkpoint_dir is None else self._fingerprint(config, device)
+        if launch == "spawn":
+            if _on_disk(self._host):
+                raise ValueError(
+                    "strategy='ddp' with devices=N cannot yet hand data on disk (backed) to the processes it starts: "
+                    "launch with torchrun (each rank opens the file), or load the data into memory"
+                )
+            self._train_spawned(config, device, train_idx, val_idx, fingerprint)
+            return self
+        self.module.to(device)
+        data = self._device_data(self._host, device, config.chunk_size)
+        val_idx = torch.as_tensor(val_idx, device=device)
+        train_idx = torch.as_tensor(train_idx, device=device)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(config.seed)
-            trainer = Trainer(self.module, data, train_idx, val_idx, config, fingerprint, self._history)
+            trainer = Trainer(self.module, data, train_idx, val_idx, config, fingerprint, self._history, group=group)
             try:
                 trainer.fit()
             finally:  # a failed run keeps the epochs it finished
                 self._history = trainer.history
         self.module.eval()
         return self
+
+    def _train_spawned(self, config: TrainingConfig, device: torch.device, train_idx, val_idx, fingerprint) -> None:
+        """Train in ``config.devices`` local processes (:func:`_distributed.spawn_training`);
+        take rank 0's weights and history, as a single process would have them."""
+        payload = {
+            "module_config": self.module_config.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
+            "frozen": self._frozen_reference,
+            "seed": self.seed,
+            "host": self._host,
+            "registry": self.registry,
+            "train_idx": train_idx,
+            "val_idx": val_idx,
+            "config": config,
+            "fingerprint": fingerprint,
+            "history": self._history,
+        }
+        results = _distributed.spawn_training(payload, config.devices, device)
+        main = results[0]
+        for rank, other in enumerate(results[1:], start=1):  # the all-reduce keeps them equal; say so if not
+            if any(not torch.equal(main["state_dict"][k], v) for k, v in other["state_dict"].items()):
+                raise RuntimeError(f"rank {rank} ended with other weights than rank 0: please report this as a bug")
+        self.module.load_state_dict(main["state_dict"])
+        self.module.to(device)
+        self.module.eval()
+        self._history = main["history"]  # a failed run keeps the epochs it finished
+        if main["error"] is not None:
+            raise main["error"]
 
     def _fingerprint(self, config: TrainingConfig, device: torch.device) -> dict:
         """What a checkpoint must share with this run to be resumed: the model (setup and
@@ -459,9 +523,15 @@ class PoEVAE:
             "(extra features and another order are fine), e.g. the same gene panel and reference"
         )
 
+    def _device_data(self, host: HostData, device: torch.device, chunk_size: int = TrainingConfig.chunk_size):
+        """The data on the device: whole, or a chunk of cells at a time where they stay on disk."""
+        if _on_disk(host):
+            return ChunkedData(host, self.registry, device, chunk_size)
+        return DeviceData(host, self.registry, device)
+
     def _batches(self, host: HostData, batch_size: int):
         device = self.device
-        data = DeviceData(host, self.registry, device)
+        data = self._device_data(host, device)
         for idx in torch.arange(host.n_obs, device=device).split(batch_size):
             yield data.batch(idx)
 
@@ -560,7 +630,8 @@ class PoEVAE:
         query
             AnnData of one modality (e.g. RNA only), its SpatialData (e.g. from
             ``spatialdata_io.visium``), or MuData with any subset of the modalities. Features are matched by name: reordered or extra features are
-            fine, missing ones are an error. Covariate categories must be known (else map
+            fine, missing ones are an error. Backed data (``backed="r"``, features in
+            the model's order) stay on disk and are read a chunk of cells at a time. Covariate categories must be known (else map
             the query with :meth:`load_query_data` first).
         target
             Modality to predict.
@@ -798,6 +869,10 @@ class PoEVAE:
             host = read_data(ref_data, query_registry, what="reference data", require_all=False).concat(host)
         model = cls.__new__(cls)
         return model._assemble(query_registry, module, config, ref.seed, host, query_mdata, frozen=not query_in_train)
+
+
+def _on_disk(host: HostData | None) -> bool:
+    return host is not None and any(isinstance(m.matrix, DiskMatrix) for m in host.modalities.values())
 
 
 def _spots_of(data, modality: str | None):

@@ -27,6 +27,7 @@ from pyro.distributions.util import scale_and_mask
 from torch import nn
 
 from .._constants import NORMALIZE_TARGET_SUM
+from . import _draws
 from ._fusion import LOGVAR_MAX, LOGVAR_MIN, MixtureOfExperts, diag_normal, product_of_experts
 from ._likelihoods import NegativeBinomialLog, bernoulli, gaussian
 from ._mmd import group_mmd, paired_mmd
@@ -54,7 +55,7 @@ class MLP(nn.Module):
                 layers.append(nn.LayerNorm(n_hidden))
             layers.append(nn.ReLU())
             if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+                layers.append(_draws.Dropout(dropout))  # the same masks however a batch is split
         if n_layers:
             layers.append(nn.Linear(n_hidden, n_out))
         self.rest = nn.Sequential(*layers)
@@ -329,9 +330,9 @@ class PoEModule(nn.Module):
 
     def hide_modalities(self, mask: torch.Tensor) -> torch.Tensor:
         """Keep one random present modality for a ``modality_dropout`` share of multi-modal cells."""
-        score = torch.where(mask, torch.rand(mask.shape, device=mask.device), -1.0)
+        score = torch.where(mask, _draws.rand(mask.shape, mask.device, dim=1), -1.0)
         keep_one = nn.functional.one_hot(score.argmax(0), mask.shape[0]).T.bool()
-        hide = (torch.rand(mask.shape[1], device=mask.device) < self.modality_dropout) & (mask.sum(0) > 1)
+        hide = (_draws.rand(mask.shape[1:], mask.device) < self.modality_dropout) & (mask.sum(0) > 1)
         return torch.where(hide, keep_one, mask)
 
     # --- the Pyro program ---------------------------------------------------------------

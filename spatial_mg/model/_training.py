@@ -26,6 +26,8 @@ from .._atomic import atomic_file
 from .._constants import CHECKPOINT_FILE
 from ._config import TrainingConfig
 from ._data import DeviceData
+from ._distributed import Group
+from ._draws import rows_of_batch
 from ._flat import FlatParameters
 from ._module import PoEModule
 
@@ -94,7 +96,8 @@ class Trainer:
     module
         The module, already on ``data.device``.
     data
-        The whole data set on the device.
+        The whole data set on the device, or the same read from disk a chunk at a time
+        (:class:`~spatial_mg.model._disk.ChunkedData`).
     train_idx, val_idx
         Cell indices (device tensors) of the training and validation sets.
     config
@@ -105,6 +108,11 @@ class Trainer:
         differs. None: no checkpoints are written.
     history
         Rows of earlier training, continued.
+    group
+        This process's rank in data-parallel training (:mod:`._distributed`), or None
+        (one process). Every rank gets the whole data and the same indices, weights and
+        random state; each computes its rows of every minibatch, gradients and loss sums
+        are summed across ranks, and rank 0 alone writes checkpoints.
     """
 
     def __init__(
@@ -116,8 +124,10 @@ class Trainer:
         config: TrainingConfig,
         fingerprint: dict | None,
         history: list[dict] | None = None,
+        group: Group | None = None,
     ):
         self.module, self.data, self.config = module, data, config
+        self.group = group
         self.train_idx, self.val_idx = train_idx, val_idx
         self.fingerprint = fingerprint
         self.history = list(history or [])
@@ -208,12 +218,25 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}
         first_bad: dict[str, torch.Tensor] = {}
         n_batches = max(1, math.ceil(idx.shape[0] / batch_size))
+        if hasattr(self.data, "begin_pass"):  # data on disk: read ahead in this order
+            self.data.begin_pass(idx)
         for step, chunk in enumerate(torch.tensor_split(idx, n_batches)):
-            terms = self.module.loss_terms(self.data.batch(chunk), kl_weight)
+            n_global = chunk.shape[0]
+            if self.group is None:
+                terms = self.module.loss_terms(self.data.batch(chunk), kl_weight)
+            else:  # this rank's rows, with the draws of the whole minibatch
+                start, stop = self.group.rows(n_global)
+                chunk = chunk[start:stop]
+                with rows_of_batch(start, stop, n_global):
+                    terms = self.module.loss_terms(self.data.batch(chunk), kl_weight)
             if train:
                 loss = sum(terms.values())
+                if self.group is not None:  # summed over ranks: the mean over the global minibatch
+                    loss = loss * (chunk.shape[0] / n_global)
                 self.flat.zero_grad()
                 loss.backward()
+                if self.group is not None:
+                    self.group.sum_(self.flat.flat.grad)
                 if self.config.gradient_clip:
                     self.flat.clip_grad_norm_(self.config.gradient_clip)
                 self.optimizer.step()
@@ -265,7 +288,13 @@ class Trainer:
             with torch.no_grad(), self._averaged():
                 val_sums, _ = self._run(self.val_idx, cfg.eval_batch_size, cfg.kl_weight, train=False)
         keys = [("train", k) for k in train_sums] + [("val", k) for k in val_sums]
-        values = torch.stack([*train_sums.values(), *val_sums.values(), *first_bad.values()]).tolist()  # the one sync
+        sums = torch.stack([*train_sums.values(), *val_sums.values()])
+        steps = torch.stack([*first_bad.values()])
+        if self.group is not None:  # every rank gets the same row, so early stopping agrees
+            self.group.sum_(sums)
+            steps = self.group.min_(torch.where(steps < 0, math.inf, steps))  # the first step any rank failed
+            steps = torch.where(torch.isinf(steps), -1.0, steps)
+        values = torch.cat([sums, steps]).tolist()  # the one sync
         row = {"epoch": epoch + 1, "kl_weight": kl_weight, "lr": self.optimizer.param_groups[0]["lr"]}
         n = {"train": self.train_idx.shape[0], "val": self.val_idx.shape[0]}
         for (split, k), v in zip(keys, values):
@@ -310,9 +339,15 @@ class Trainer:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             if cfg.resume and path.exists():
-                self._restore(path)
+                self._restore(path)  # every rank reads it: checkpoint_dir must be one they all see
+        main = self.group is None or self.group.is_main
+        if self.group is not None:  # start from rank 0's weights (the same unless something differs)
+            with torch.no_grad():
+                self.group.from_main_(self.flat.flat)
+                if self.ema is not None:
+                    self.group.from_main_(self.ema)
         bar = None
-        if cfg.progress_bar:
+        if cfg.progress_bar and main:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=cfg.max_epochs, initial=self.start_epoch, desc="Training", unit="epoch")
@@ -329,7 +364,7 @@ class Trainer:
                 self._early_stop(epoch, row)
                 last_good = _snapshot(self.module)
                 epoch += 1
-                if path is not None and (epoch % cfg.checkpoint_every == 0 or epoch == cfg.max_epochs or self.stopped):
+                if main and path is not None and (epoch % cfg.checkpoint_every == 0 or epoch == cfg.max_epochs or self.stopped):
                     _atomic_save(self._state(epoch), path)
                 if bar is not None:
                     bar.update(1)

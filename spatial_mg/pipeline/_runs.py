@@ -8,8 +8,10 @@ line maps its flags onto these functions one to one.
 from __future__ import annotations
 
 import logging
+import tempfile
 import warnings
 from collections.abc import Sequence
+from contextlib import ExitStack
 from os import PathLike
 from pathlib import Path
 
@@ -118,6 +120,8 @@ def run_train(
     calibrate: bool = True,
     mix_matrices: bool = False,
     overwrite: bool = False,
+    strategy: str = "auto",
+    devices: int | None = None,
     echo=print,
 ):
     """Train the PoE-VAE on one or more ``pairs.h5mu`` files; save it to ``out/model``.
@@ -134,6 +138,10 @@ def run_train(
     or ion modes train together (see :func:`stack_sections`). The other arguments are
     those of :func:`train_model`.
 
+    Under ``torchrun`` every rank runs this function in step with the others (each
+    training step is shared out among them, see :meth:`spatial_mg.PoEVAE.train`); rank 0
+    alone writes ``out`` and reports, the others write into a scratch folder they delete.
+
     Returns
     -------
     The trained model; for an ensemble, the list of models.
@@ -141,6 +149,25 @@ def run_train(
     if isinstance(n_models, bool) or not isinstance(n_models, int) or n_models < 1:
         raise ValueError(f"n_models must be a whole number >= 1, not {n_models!r}")
     check_training_options(batch_key=batch_key, batch_mmd_weight=batch_mmd_weight, checkpoint_dir=checkpoint_dir, resume=resume)
+    from ..model._distributed import is_main_process
+
+    with ExitStack() as stack:
+        if not is_main_process():  # another rank of a torchrun launch: rank 0 writes the results
+            OutputFolder(out, overwrite=overwrite, inputs=pairs)  # refuses what rank 0 refuses, so no rank waits on it
+            out = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="spatial_mg_rank_"))) / "out"
+            overwrite, echo = False, lambda *args, **kwargs: None
+        models = _train_into(
+            out, overwrite, pairs, seed, n_models, checkpoint_dir, mix_matrices, echo,
+            dict(n_latent=n_latent, max_epochs=max_epochs, batch_size=batch_size, accelerator=accelerator,
+                 batch_key=batch_key, fusion=fusion, batch_mmd_weight=batch_mmd_weight,
+                 modality_mmd_weight=modality_mmd_weight, context_radius_um=context_radius_um,
+                 calibrate=calibrate, resume=resume, strategy=strategy, devices=devices),
+        )
+    return models[0] if n_models == 1 else models
+
+
+def _train_into(out, overwrite: bool, pairs, seed: int, n_models: int, checkpoint_dir, mix_matrices: bool, echo, common: dict):
+    """:func:`run_train`'s work: read, stack, train, write ``out``; the models."""
     with OutputFolder(out, overwrite=overwrite, inputs=pairs) as folder:
         by_section: dict[str, md.MuData] = {}
         for path in pairs:
@@ -153,10 +180,6 @@ def run_train(
                 )
             by_section[name] = mdata
         stacked = stack_sections(by_section, mix_matrices=mix_matrices)
-        common = dict(n_latent=n_latent, max_epochs=max_epochs, batch_size=batch_size, accelerator=accelerator,
-                      batch_key=batch_key, fusion=fusion, batch_mmd_weight=batch_mmd_weight,
-                      modality_mmd_weight=modality_mmd_weight, context_radius_um=context_radius_um,
-                      calibrate=calibrate, resume=resume)
         models = []
         for k in range(seed, seed + n_models):
             if n_models > 1:
@@ -169,7 +192,7 @@ def run_train(
     where = f"model in {folder.path / MODEL_DIR}" if n_models == 1 else f"models in {folder.path} ({', '.join(names)})"
     echo(f"trained {_models_text(n_models, seed)} on {stacked.n_obs} paired spots of {len(by_section)} section(s) "
          f"for {epochs} epochs; {where}")
-    return models[0] if n_models == 1 else models
+    return models
 
 
 def _models_text(n_models: int, seed: int) -> str:

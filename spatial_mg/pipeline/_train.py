@@ -35,6 +35,8 @@ def train_model(
     checkpoint_dir: str | PathLike | None = None,
     resume: bool = False,
     progress_bar: bool | None = None,
+    strategy: str = "auto",
+    devices: int | None = None,
 ):
     """Set up, build and train a :class:`spatial_mg.PoEVAE` on paired spots.
 
@@ -84,6 +86,10 @@ def train_model(
     progress_bar
         Show a bar over epochs; ``None``: while ``spatial_mg.settings.verbosity`` shows
         INFO (not with ``spatial-mg --quiet``).
+    strategy, devices
+        Data-parallel training (``"ddp"``) in ``devices`` local processes or under
+        torchrun; see :meth:`spatial_mg.PoEVAE.train`. The calibration's refits train
+        the same way.
 
     Returns
     -------
@@ -103,7 +109,7 @@ def train_model(
     architecture = _given({"n_latent": n_latent, "fusion": fusion, "batch_mmd_weight": batch_mmd_weight,
                            "modality_mmd_weight": modality_mmd_weight,
                            "modality_weights": {"msi": msi_weight} if msi_weight is not None else None})
-    training = _given({"max_epochs": max_epochs, "batch_size": batch_size})
+    training = _given({"max_epochs": max_epochs, "batch_size": batch_size}) | {"strategy": strategy, "devices": devices}
 
     def fit(data: md.MuData, **more):
         from ..model import PoEVAE

@@ -64,3 +64,14 @@ def test_moe_samples_come_from_present_experts_only():
     mu.requires_grad_(True)
     MixtureOfExperts(mu, logvar, torch.tensor([[True], [True]])).rsample((50,)).sum().backward()
     assert mu.grad.abs().sum() > 0  # reparameterised
+
+
+def test_moe_picks_each_present_expert_by_its_weight():
+    # experts far apart: which one each sample came from is plain; a skipped absent expert
+    # between two present ones must never be picked, and each present one half the time
+    mu = torch.tensor([[[0.0]], [[50.0]], [[100.0]]])
+    logvar = torch.full_like(mu, -8.0)
+    torch.manual_seed(0)
+    z = MixtureOfExperts(mu, logvar, torch.tensor([[True], [False], [True]])).rsample((4000,)).squeeze()
+    near_first, near_absent = (z.abs() < 1).float().mean(), ((z - 50).abs() < 1).float().mean()
+    assert near_absent == 0 and abs(float(near_first) - 0.5) < 0.03 and ((z - 100).abs() < 1).float().mean() + near_first == 1
