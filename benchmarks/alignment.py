@@ -71,6 +71,22 @@ def _sizes(text: str) -> list[tuple[int, int]]:
     return [tuple(int(v) for v in part.split("x")) for part in text.split(",")]
 
 
+def _sweep_dataset(seed: int, n_spots: int, cover: float | None, keep_unacquired: bool = False):
+    """One section of the accuracy sweeps: mirrored on odd seeds, the MSI over ``cover`` of the tissue."""
+    import spatial_mg as smg
+
+    return smg.sim.synthetic_vicari(
+        n_sections=1,
+        seed=seed,
+        n_spots=n_spots,
+        n_genes=20,
+        n_metabolites=10,
+        msi_reflect=bool(seed % 2),
+        msi_coverage=cover,
+        msi_keep_unacquired=keep_unacquired,
+    )
+
+
 def _emit(part: str, figures: dict) -> None:
     print(json.dumps({"benchmark": "alignment", "part": part, **figures}), flush=True)
 
@@ -148,16 +164,7 @@ def run_synthetic(args, part: str = "synthetic", coverage: str | None = None) ->
     rows = []
     seeds = _seeds(args.seeds)
     for seed, cover in zip(seeds, _coverages(coverage, len(seeds))):
-        data = smg.sim.synthetic_vicari(
-            n_sections=1,
-            seed=seed,
-            n_spots=args.n_spots,
-            n_genes=20,
-            n_metabolites=10,
-            msi_reflect=bool(seed % 2),
-            msi_coverage=cover,
-            msi_keep_unacquired=args.keep_unacquired and cover is not None,
-        )
+        data = _sweep_dataset(seed, args.n_spots, cover, keep_unacquired=args.keep_unacquired and cover is not None)
         s = data.sections[0]
         start = time.perf_counter()
         reg = smg.align.register(s.rna, s.msi, device=args.device)
@@ -253,15 +260,7 @@ def run_qc_probe(args) -> list[dict]:
     seeds = _seeds(args.seeds)
     for part, coverage in (("synthetic", None), ("partial", args.coverage)):
         for seed, cover in zip(seeds, _coverages(coverage, len(seeds))):
-            s = smg.sim.synthetic_vicari(
-                n_sections=1,
-                seed=seed,
-                n_spots=args.n_spots,
-                n_genes=20,
-                n_metabolites=10,
-                msi_reflect=bool(seed % 2),
-                msi_coverage=cover,
-            ).sections[0]
+            s = _sweep_dataset(seed, args.n_spots, cover).sections[0]
             truth = Pose(s.affine)
             pts = np.asarray(s.msi.obsm["spatial"], float)[s.msi.obs["in_tissue"].to_numpy(bool)]
             centre = truth.apply(pts).mean(axis=0)

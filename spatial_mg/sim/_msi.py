@@ -39,18 +39,11 @@ class MsiRaster:
         scale: float | None,
     ) -> MsiRaster:
         """A raster about the tissue's size, off-centre: some tissue is missed, plenty of background is hit."""
-        angle = np.deg2rad(rotation_deg) if rotation_deg is not None else rng.uniform(0, 2 * np.pi)
-        scale = float(scale) if scale is not None else float(rng.uniform(0.92, 1.06))
+        angle, scale = _draw_turn_and_scale(rng, rotation_deg, scale)
         direction = rng.uniform(0, 2 * np.pi)
         centre_str = tissue_centre + 0.45 * tissue_radius * np.array([np.cos(direction), np.sin(direction)])
         side_um = 2 * tissue_radius * rng.uniform(0.9, 1.2, size=2)
-        nx, ny = (int(v) for v in np.ceil(side_um / (pitch_um * scale)))
-        linear = scale * rotation_matrix(angle) @ np.diag([1.0, -1.0 if reflect else 1.0])
-        centre_msi = pitch_um * np.array([(nx + 1) / 2, (ny + 1) / 2])
-        affine = np.eye(3)
-        affine[:2, :2] = linear
-        affine[:2, 2] = centre_str - linear @ centre_msi
-        return cls(nx, ny, float(pitch_um), affine)
+        return cls._placed(side_um, pitch_um, scale, angle, reflect, centre_str)
 
     @classmethod
     def covering(
@@ -64,15 +57,19 @@ class MsiRaster:
         scale: float | None,
     ) -> MsiRaster:
         """A raster centred on the tissue that holds all of it (``tissue_reach``: its farthest point), with a rim of background."""
-        angle = np.deg2rad(rotation_deg) if rotation_deg is not None else rng.uniform(0, 2 * np.pi)
-        scale = float(scale) if scale is not None else float(rng.uniform(0.92, 1.06))
+        angle, scale = _draw_turn_and_scale(rng, rotation_deg, scale)
         side_um = 2 * (tissue_reach + _RIM_PITCHES * pitch_um) * rng.uniform(1.0, 1.1, size=2)
+        return cls._placed(side_um, pitch_um, scale, angle, reflect, tissue_centre)
+
+    @classmethod
+    def _placed(cls, side_um, pitch_um: float, scale: float, angle: float, reflect: bool, centre_str) -> MsiRaster:
+        """A raster of about ``side_um`` whose centre lands on ``centre_str``, turned by ``angle``."""
         nx, ny = (int(v) for v in np.ceil(side_um / (pitch_um * scale)))
         linear = scale * rotation_matrix(angle) @ np.diag([1.0, -1.0 if reflect else 1.0])
         centre_msi = pitch_um * np.array([(nx + 1) / 2, (ny + 1) / 2])
         affine = np.eye(3)
         affine[:2, :2] = linear
-        affine[:2, 2] = tissue_centre - linear @ centre_msi
+        affine[:2, 2] = centre_str - linear @ centre_msi
         return cls(nx, ny, float(pitch_um), affine)
 
     def pixels(self) -> np.ndarray:
@@ -122,3 +119,10 @@ def straight_cut(rng: np.random.Generator, str_um: np.ndarray, on_tissue: np.nda
     along = str_um @ np.array([np.cos(angle), np.sin(angle)])
     edge = np.quantile(along[on_tissue], coverage)
     return along <= edge
+
+
+def _draw_turn_and_scale(rng: np.random.Generator, rotation_deg: float | None, scale: float | None) -> tuple[float, float]:
+    """The raster's turn (radians) and scale: as given, else drawn (turn first, then scale)."""
+    angle = np.deg2rad(rotation_deg) if rotation_deg is not None else rng.uniform(0, 2 * np.pi)
+    scale = float(scale) if scale is not None else float(rng.uniform(0.92, 1.06))
+    return angle, scale
