@@ -510,7 +510,7 @@ class DeviceData:
         gathers); larger ones stay CSR. Default: a quarter of the free GPU memory, or
         1 GiB of host memory on CPU.
     whole
-        For a chunk of a larger data set (:class:`~spatial_mg.model._disk.ChunkedData`):
+        For a chunk of a larger data set (:class:`~spatial_mg.model._chunked.ChunkedData`):
         modality name -> (rows, non-zeros) of the whole data set, by which dense or sparse
         storage is chosen, so that every chunk is stored as the whole would be.
 

@@ -33,10 +33,11 @@ from .._constants import (
 )
 from .._errors import DeviceUnavailableError
 from ._calibration import ONE_SIGMA, Calibration
-from . import _distributed
+from ._distributed import check_shardable, group_from_environment, plan, spawn_training
 from ._config import DEFAULT_SEED, ModuleConfig, TrainingConfig, check_integer, check_number
 from ._data import DeviceData, HostData, data_scales, read_data
-from ._disk import ChunkedData, DiskMatrix
+from ._chunked import ChunkedData
+from ._disk import DiskMatrix
 from ._module import PoEModule
 from ._registry import (
     Registry,
@@ -384,15 +385,15 @@ class PoEVAE:
             raise ValueError("this model has no training data (it was loaded); use PoEVAE.load(path, mdata=...)")
         n = self._host.n_obs
         device = _device(settings.accelerator)
-        launch = _distributed.plan(settings.strategy, settings.devices, device)
-        group = _distributed.group_from_environment(device) if launch == "torchrun" else None
+        launch = plan(settings.strategy, settings.devices, device)
+        group = group_from_environment(device) if launch == "torchrun" else None
         device = device if group is None else group.device
         config = settings.resolve(n, self.seed)
         order = np.random.default_rng(config.seed).permutation(n)
         n_val = int(round(config.validation_fraction * n)) if n >= 20 else 0
         val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
         world = {"single": 1, "spawn": config.devices, "torchrun": None if group is None else group.world_size}[launch]
-        _distributed.check_shardable(len(train_idx), n_val, config.batch_size, config.eval_batch_size, world)
+        check_shardable(len(train_idx), n_val, config.batch_size, config.eval_batch_size, world)
         fingerprint = None if config.checkpoint_dir is None else self._fingerprint(config, device)
         if launch == "spawn":
             if _on_disk(self._host):
@@ -417,7 +418,7 @@ class PoEVAE:
         return self
 
     def _train_spawned(self, config: TrainingConfig, device: torch.device, train_idx, val_idx, fingerprint) -> None:
-        """Train in ``config.devices`` local processes (:func:`_distributed.spawn_training`);
+        """Train in ``config.devices`` local processes (:func:`~spatial_mg.model._distributed.spawn_training`);
         take rank 0's weights and history, as a single process would have them."""
         payload = {
             "module_config": self.module_config.to_dict(),
@@ -432,7 +433,7 @@ class PoEVAE:
             "fingerprint": fingerprint,
             "history": self._history,
         }
-        results = _distributed.spawn_training(payload, config.devices, device)
+        results = spawn_training(payload, config.devices, device)
         main = results[0]
         for rank, other in enumerate(results[1:], start=1):  # the all-reduce keeps them equal; say so if not
             if any(not torch.equal(main["state_dict"][k], v) for k, v in other["state_dict"].items()):

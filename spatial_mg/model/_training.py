@@ -26,7 +26,6 @@ from .._atomic import atomic_file
 from .._constants import CHECKPOINT_FILE
 from ._config import TrainingConfig
 from ._data import DeviceData
-from ._distributed import Group
 from ._draws import rows_of_batch
 from ._flat import FlatParameters
 from ._module import PoEModule
@@ -97,7 +96,7 @@ class Trainer:
         The module, already on ``data.device``.
     data
         The whole data set on the device, or the same read from disk a chunk at a time
-        (:class:`~spatial_mg.model._disk.ChunkedData`).
+        (:class:`~spatial_mg.model._chunked.ChunkedData`).
     train_idx, val_idx
         Cell indices (device tensors) of the training and validation sets.
     config
@@ -124,7 +123,7 @@ class Trainer:
         config: TrainingConfig,
         fingerprint: dict | None,
         history: list[dict] | None = None,
-        group: Group | None = None,
+        group=None,  # a _distributed.Group (not imported: _distributed imports this module to spawn ranks)
     ):
         self.module, self.data, self.config = module, data, config
         self.group = group

@@ -9,7 +9,8 @@ import pytest
 from poevae_data import paired
 
 from spatial_mg.model import PoEVAE, _disk
-from spatial_mg.model._disk import ChunkedData, DiskMatrix
+from spatial_mg.model._chunked import ChunkedData
+from spatial_mg.model._disk import DiskMatrix
 
 SMALL = dict(n_latent=4, n_hidden=16)
 KW = dict(max_epochs=3, batch_size=32, progress_bar=False, accelerator="cpu")

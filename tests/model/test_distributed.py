@@ -8,7 +8,7 @@ import torch
 from poevae_data import paired
 
 from spatial_mg._errors import DeviceUnavailableError
-from spatial_mg.model import PoEVAE, _distributed
+from spatial_mg.model import PoEVAE, _distributed, _model
 from spatial_mg.model._draws import rows_of_batch
 
 SMALL = dict(n_latent=4, n_hidden=16)
@@ -35,7 +35,7 @@ def two_ranks(data, tmp_path_factory):
 
     ckpt = tmp_path_factory.mktemp("ddp_ckpt")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_distributed, "spawn_training", keep)
+        mp.setattr(_model, "spawn_training", keep)  # where train() looks it up
         model = PoEVAE(data, **SMALL).train(max_epochs=2, strategy="ddp", devices=2, checkpoint_dir=ckpt, **KW)
     return model, results, ckpt
 
