@@ -156,7 +156,8 @@ class ModuleConfig:
 
     def to_dict(self) -> dict:
         """JSON-safe (tuples as lists); :meth:`from_dict` reads it back. Without a spatial
-        context the key is left out, so models and checkpoints of before it read alike."""
+        context or modality weights their keys are left out, so models and checkpoints of
+        before them read alike."""
         out = {f.name: _lists(getattr(self, f.name)) for f in fields(self)}
         for key in ("context_modalities", "modality_weights"):
             if not getattr(self, key):

@@ -324,8 +324,8 @@ def read_data(
 
 def spatial_context(data, adata, matrix, registry: Registry, name: str, what: str):
     """Each spot's neighbourhood mean of ``matrix`` (rows of ``adata``): spots within the
-    registry's radius, in micrometres, of the same section (the registry's
-    ``context_group_key``; data without that column are one section). Sparse stays sparse."""
+    registry's radius, in micrometres, of the same section (the registry's ``batch_key``;
+    data without that column are one section). Sparse stays sparse."""
     key = registry.spatial_key
     if key not in adata.obsm:
         raise KeyError(
@@ -336,7 +336,7 @@ def spatial_context(data, adata, matrix, registry: Registry, name: str, what: st
     if coords.ndim != 2 or coords.shape[1] < 2 or not np.isfinite(coords[:, :2]).all():
         raise ValueError(f"obsm['{key}'] of modality '{name}' in the {what} must be finite (spots, 2) coordinates in um")
     groups = None
-    group_key = registry.context_group_key
+    group_key = registry.batch_key
     if group_key is not None and (group_key in adata.obs.columns or _has_obs(data, group_key)):
         column = adata.obs[group_key] if group_key in adata.obs.columns else obs_column(data, group_key)
         groups = column.reindex(pd.Index(adata.obs_names)).astype(str).to_numpy()

@@ -49,9 +49,9 @@ class ModalityEntry:
 @dataclass
 class Registry:
     """Modalities (in model order), categorical covariates with their categories, MMD key,
-    and the spatial context: modality -> neighbourhood radius in micrometres, with the obs
-    key of the spots' coordinates (``obsm``) and the obs column whose groups (sections)
-    are never neighbours."""
+    and the spatial context: modality -> neighbourhood radius in micrometres, with the
+    ``obsm`` key of the spots' coordinates (spots of different ``batch_key`` groups, the
+    sections, are never neighbours)."""
 
     modalities: dict[str, ModalityEntry]
     covariates: dict[str, list[str]] = field(default_factory=dict)
@@ -60,7 +60,6 @@ class Registry:
     mmd_categories: list[str] = field(default_factory=list)
     spatial_context: dict[str, float] = field(default_factory=dict)
     spatial_key: str = "spatial"
-    context_group_key: str | None = None
 
     @property
     def names(self) -> list[str]:
@@ -69,7 +68,7 @@ class Registry:
     def to_json(self) -> str:
         raw = asdict(self)
         if not self.spatial_context:  # as registries of before the spatial context, byte for byte
-            for key in ("spatial_context", "spatial_key", "context_group_key"):
+            for key in ("spatial_context", "spatial_key"):
                 del raw[key]
         return json.dumps(raw, indent=1)
 
@@ -186,7 +185,7 @@ def build_registry(
     mmd_key = mmd_key if mmd_key is not None else batch_key
     mmd_categories = covariates[mmd_key] if mmd_key in covariates else (categories_of(mdata, mmd_key) if mmd_key else [])
     context = _check_spatial_context(mods, spatial_context, spatial_key, likelihoods)
-    return Registry(entries, covariates, batch_key, mmd_key, mmd_categories, context, spatial_key, batch_key if context else None)
+    return Registry(entries, covariates, batch_key, mmd_key, mmd_categories, context, spatial_key)
 
 
 def _check_spatial_context(mods, spatial_context, spatial_key: str, likelihoods) -> dict[str, float]:

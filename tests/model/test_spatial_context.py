@@ -82,7 +82,7 @@ def test_setup_without_context_records_nothing_new():
     mdata = paired()
     PoEVAE.setup_mudata(mdata, likelihoods={"rna": "nb", "msi": "gaussian"})
     raw = json.loads(mdata.uns["_spatial_mg_setup"])
-    assert not {"spatial_context", "spatial_key", "context_group_key"} & set(raw)
+    assert not {"spatial_context", "spatial_key"} & set(raw)
     model = PoEVAE(mdata, n_latent=4, n_hidden=16)
     assert "context_modalities" not in model.module_config.to_dict()
 
