@@ -17,15 +17,21 @@ import numpy as np
 from .._constants import SECTION_KEY
 
 
-def sections_of(pairs: md.MuData) -> list[str]:
-    """The sections of stacked pairs (``obs["section"]``), in order of appearance; [] when unnamed."""
+def section_labels(pairs: md.MuData) -> np.ndarray | None:
+    """Each pair's section (``obs["section"]``, of the MuData or pooled from its modalities) as
+    strings; None when unnamed."""
     from ..model._registry import obs_column
 
     try:
-        values = obs_column(pairs, SECTION_KEY)
+        return obs_column(pairs, SECTION_KEY).astype(str).to_numpy()
     except KeyError:
-        return []
-    return [str(v) for v in dict.fromkeys(values.astype(str))]
+        return None
+
+
+def sections_of(pairs: md.MuData) -> list[str]:
+    """The sections of stacked pairs, in order of appearance; [] when unnamed."""
+    labels = section_labels(pairs)
+    return [] if labels is None else list(dict.fromkeys(labels))
 
 
 def calibrate_across_sections(pairs: md.MuData, fit: Callable[[md.MuData], object], *, target: str = "msi"):
@@ -48,7 +54,7 @@ def calibrate_across_sections(pairs: md.MuData, fit: Callable[[md.MuData], objec
         raise ValueError(
             f"Calibrating across sections needs two or more sections in obs['{SECTION_KEY}'], got {sections}."
         )
-    labels = pairs.obs[SECTION_KEY].astype(str).to_numpy() if SECTION_KEY in pairs.obs else None
+    labels = section_labels(pairs)
     residuals, features = [], None
     for section in sections:
         held = labels == section

@@ -80,3 +80,22 @@ def test_one_section_says_it_cannot_calibrate(four_sections):
         pred = predict_section(model, test["rna"], interval=0.9)
     assert any("no calibration" in str(w.message) for w in caught)
     assert pred.uns["spatial_mg"]["prediction"]["calibrated"] is False
+
+
+def test_sections_named_only_in_the_modalities_are_left_out_one_at_a_time(four_sections):
+    from spatial_mg.pipeline._calibrate import calibrate_across_sections
+
+    train, _ = four_sections
+    pairs = train.copy()
+    for name in pairs.mod:
+        pairs[name].obs["section"] = pairs.obs["section"].reindex(pairs[name].obs_names).to_numpy()
+    del pairs.obs["section"]  # as pairs stacked by hand often are: the label in rna.obs and msi.obs only
+    seen = []
+
+    def fit(data):
+        seen.append(sorted(set(data["rna"].obs["section"].astype(str))))
+        return train_model(data, batch_key=None, calibrate=False, **QUICK)
+
+    cal = calibrate_across_sections(pairs, fit)
+    assert seen == [["S2", "S3"], ["S1", "S3"], ["S1", "S2"]]
+    assert cal.groups == ("S1", "S2", "S3")
