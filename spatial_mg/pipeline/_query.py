@@ -58,8 +58,9 @@ def map_section(model, rna: ad.AnnData, *, name: str | None = None, max_epochs: 
     section = labels[0] if len(labels) else (name or "query")
     if section in model.registry.covariates[key]:
         return model, rna
-    labelled = rna.copy() if key not in rna.obs else rna
-    if key not in rna.obs:
+    labelled = rna
+    if key not in rna.obs:  # label a copy: the caller's spots are not modified
+        labelled = rna.copy()
         labelled.obs[key] = pd.Categorical([section] * labelled.n_obs)
     query = PoEVAE.load_query_data(labelled, model)
     query.train(
