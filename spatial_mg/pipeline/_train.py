@@ -110,11 +110,11 @@ def train_model(
                            "modality_mmd_weight": modality_mmd_weight,
                            "modality_weights": {"msi": msi_weight} if msi_weight is not None else None})
     training = _given({"max_epochs": max_epochs, "batch_size": batch_size}) | {"strategy": strategy, "devices": devices}
+    context = {"rna": context_radius_um} if context_radius_um else None
 
     def fit(data: md.MuData, **more):
         from ..model import PoEVAE
 
-        context = {"rna": context_radius_um} if context_radius_um else None
         PoEVAE.setup_mudata(data, likelihoods=PAIRED_LIKELIHOODS, batch_key=batch_key, spatial_context=context)
         return PoEVAE(data, seed=seed, **architecture).train(accelerator=accelerator, **{**training, **more})
 
