@@ -8,7 +8,8 @@ for start-up), with no validation split, so it measures the training step itself
 Needs only numpy, scipy, pandas, torch, pyro, anndata and mudata, so it runs on a bare GPU
 machine. Examples::
 
-    python benchmarks/throughput.py --device cpu --batch-size 256
+    python benchmarks/throughput.py --device cpu --batch-size 128 --compare traced,bare \
+        --multigrate-python /path/to/env-with-multigrate/bin/python
     python benchmarks/throughput.py --device cuda --batch-size 4096,16384 --n-cells 200000
     python benchmarks/throughput.py --n-cells 50000 --n-genes 20000 --epochs 2   # memory
 """
@@ -83,16 +84,102 @@ class PeakRss:
         self._thread.join()
 
 
+def _cells_per_s(n_cells: int, seconds) -> dict:
+    """Throughput over the epochs after the first (which pays for start-up)."""
+    seconds = [float(s) for s in seconds]
+    timed = seconds[1:] if len(seconds) > 1 else seconds
+    return {
+        "cells_per_s": round(n_cells * len(timed) / sum(timed), 1),
+        # the fastest epoch: the machine's capability when the CPU is shared and busy
+        "best_epoch_cells_per_s": round(n_cells / min(timed), 1),
+        "seconds_per_epoch": round(sum(timed) / len(timed), 4),
+        "first_epoch_s": round(seconds[0], 3),
+    }
+
+
+def _spatial_mg(mdata, batch_size: int, args, traced: bool) -> dict:
+    import torch
+
+    from spatial_mg.model import PoEVAE
+
+    with PeakRss() as rss:
+        model = PoEVAE(mdata, n_latent=16, n_hidden=128, n_layers=2, layer_norm=True, seed=args.seed)
+        model.train(
+            max_epochs=args.epochs,
+            batch_size=batch_size,
+            accelerator=args.device,
+            validation_fraction=0.0,
+            early_stopping=False,
+            kl_warmup_epochs=0,
+            progress_bar=False,
+            traced_elbo=traced,
+        )
+    device = model.device
+    out = {
+        "method": "spatial_mg (traced ELBO)" if traced else "spatial_mg",
+        **_cells_per_s(args.n_cells, model.history["seconds"]),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads",
+        "peak_host_mb_training": round(rss.peak / 2**20, 1),  # data in memory included
+        "peak_device_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None,
+    }
+    del model
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    return out
+
+
+def _bare(mdata, batch_size: int, args) -> dict:
+    import torch
+
+    import bare_loop
+    from spatial_mg.model._model import _device
+
+    device = _device(args.device)
+    return {"method": "bare torch loop", **_cells_per_s(args.n_cells, bare_loop.run(mdata, batch_size, args.epochs, device, args.seed))}
+
+
+def _multigrate(mdata, args) -> dict:
+    """The reference Multigrate in its own interpreter, on this run's data written to a file."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "paired.h5mu"
+        mdata.write(path)
+        script = Path(__file__).with_name("multigrate_reference.py")
+        cmd = [args.multigrate_python, str(script), str(path), "--epochs", str(args.epochs), "--seed", str(args.seed)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"the Multigrate run failed ({' '.join(cmd)}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
-    parser.add_argument("--batch-size", default="256", help="one size, or several comma-separated (one JSON line each)")
+    parser.add_argument("--batch-size", default="128", help="one size, or several comma-separated (one JSON line each)")
     parser.add_argument("--n-cells", type=int, default=20000)
     parser.add_argument("--n-genes", type=int, default=2000)
     parser.add_argument("--n-metabolites", type=int, default=500)
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs are all but the first")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--compare",
+        default="",
+        help="also run, side by side on the same data: 'traced' (the loss through Pyro's traces), "
+        "'bare' (bare_loop.py: the same network and likelihoods in a bare torch loop), comma-separated",
+    )
+    parser.add_argument(
+        "--multigrate-python",
+        help="an interpreter with multigrate installed: also train the reference Multigrate at its own "
+        "defaults on the same data (multigrate_reference.py)",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="run every method this many times, alternating")
     args = parser.parse_args()
+    compare = {c for c in args.compare.split(",") if c}
+    if compare - {"traced", "bare"}:
+        parser.error(f"--compare takes 'traced' and 'bare', not {sorted(compare - {'traced', 'bare'})}")
 
     import torch
 
@@ -103,46 +190,29 @@ def main() -> None:
     mdata = make_data(args.n_cells, args.n_genes, args.n_metabolites, args.seed)
     density = mdata.mod["rna"].X.nnz / (args.n_cells * args.n_genes)
     PoEVAE.setup_mudata(mdata, likelihoods={"rna": "nb", "msi": "gaussian"})
-    t_setup = time.perf_counter() - t0
-    for batch_size in (int(b) for b in str(args.batch_size).split(",")):
-        with PeakRss() as rss:
-            model = PoEVAE(mdata, n_latent=16, n_hidden=128, n_layers=2, layer_norm=True, seed=args.seed)
-            model.train(
-                max_epochs=args.epochs,
-                batch_size=batch_size,
-                accelerator=args.device,
-                validation_fraction=0.0,
-                early_stopping=False,
-                kl_warmup_epochs=0,
-                progress_bar=False,
-            )
-        seconds = model.history["seconds"].to_numpy()
-        timed = seconds[1:] if len(seconds) > 1 else seconds
-        device = model.device
-        out = {
-            "cells_per_s": round(args.n_cells * len(timed) / float(timed.sum()), 1),
-            # the fastest epoch: the machine's capability when the CPU is shared and busy
-            "best_epoch_cells_per_s": round(args.n_cells / float(timed.min()), 1),
-            "seconds_per_epoch": round(float(timed.mean()), 4),
-            "first_epoch_s": round(float(seconds[0]), 3),
-            "setup_s": round(t_setup, 2),
-            "batch_size": batch_size,
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads",
-            "n_cells": args.n_cells,
-            "n_genes": args.n_genes,
-            "n_metabolites": args.n_metabolites,
-            "rna_density": round(density, 3),
-            "epochs": args.epochs,
-            "peak_host_mb_training": round(rss.peak / 2**20, 1),  # data in memory included
-            "peak_host_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),  # data generation too
-            "peak_device_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None,
-            "torch": torch.__version__,
-        }
-        print(json.dumps(out), flush=True)
-        del model
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(device)
+    shared = {
+        "n_cells": args.n_cells,
+        "n_genes": args.n_genes,
+        "n_metabolites": args.n_metabolites,
+        "rna_density": round(density, 3),
+        "epochs": args.epochs,
+        "setup_s": round(time.perf_counter() - t0, 2),
+        "torch": torch.__version__,
+    }
+    for run in range(1, args.repeat + 1):
+        for batch_size in (int(b) for b in str(args.batch_size).split(",")):
+            rows = [_spatial_mg(mdata, batch_size, args, traced=False)]
+            if "traced" in compare:
+                rows.append(_spatial_mg(mdata, batch_size, args, traced=True))
+            if "bare" in compare:
+                rows.append(_bare(mdata, batch_size, args))
+            for row in rows:
+                row["x_of_spatial_mg"] = round(row["cells_per_s"] / rows[0]["cells_per_s"], 3)
+                print(json.dumps({**row, "batch_size": batch_size, "run": run, **shared}), flush=True)
+        if args.multigrate_python:
+            print(json.dumps({**_multigrate(mdata, args), "run": run, **shared}), flush=True)
+        shared["peak_host_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
 
 if __name__ == "__main__":
     main()

@@ -190,7 +190,7 @@ def _lists(value):
 # ``chunk_size``: data on disk give the minibatches of the same data in memory (``_disk``).
 OUTSIDE_RESULT = (
     "max_epochs", "accelerator", "checkpoint_dir", "checkpoint_every", "resume", "progress_bar", "strategy", "devices",
-    "chunk_size",
+    "chunk_size", "traced_elbo",  # traced_elbo: the same loss, to float rounding
 )
 
 
@@ -238,6 +238,7 @@ class TrainingConfig:
     devices: int | None = None
     chunk_size: int = 16384
     eval_batch_size: int = 4096  # cells per validation step (no gradients: larger is fine)
+    traced_elbo: bool = False
 
     def __post_init__(self) -> None:
         check_integer("max_epochs", self.max_epochs, 1, optional=True)

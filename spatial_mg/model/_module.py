@@ -35,6 +35,15 @@ from ._mmd import group_mmd, paired_mmd
 _MIN_SCALE = 1e-3  # floor of the Gaussian observation scale, in standardised units
 
 
+def _kl(q, p, z: torch.Tensor) -> torch.Tensor:
+    """KL(q || p) per cell: analytic where registered (diagonal Gaussians), else the
+    single-sample Monte Carlo estimate at ``z``, a draw of ``q`` (the MoE mixture)."""
+    try:
+        return kl_divergence(q, p)
+    except NotImplementedError:
+        return q.log_prob(z) - p.log_prob(z)
+
+
 class MLP(nn.Module):
     """``n_layers`` hidden layers of Linear, LayerNorm, ReLU (and dropout), then a Linear.
 
@@ -364,12 +373,14 @@ class PoEModule(nn.Module):
         return mu, logvar
 
     # --- the loss -----------------------------------------------------------------------
-    def loss_terms(self, batch: dict, kl_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    def loss_terms(self, batch: dict, kl_weight: float = 1.0, traced: bool = False) -> dict[str, torch.Tensor]:
         """Negative ELBO per cell, split into named terms, plus the weighted MMD penalties.
 
-        The ELBO is read off Pyro traces of the guide and the replayed model (what
-        ``TraceMeanField_ELBO`` computes: analytic KL where registered, Monte Carlo
-        otherwise), kept per site so a NaN can be traced to its term.
+        By default the terms are computed directly from the guide's and the model's
+        distributions, step for step as :meth:`guide` and :meth:`model` build them; with
+        ``traced`` they are read off Pyro traces of the two programs instead. Both give the
+        same numbers and gradients to float rounding (a test checks it per term); the
+        direct path skips the traces' bookkeeping, about a tenth of a CPU step.
 
         Parameters
         ----------
@@ -382,11 +393,42 @@ class PoEModule(nn.Module):
             long MMD group or None.
         kl_weight
             Warm-up factor on the KL term.
+        traced
+            Read the ELBO off Pyro traces (the reference the direct path is tested against).
 
         Returns
         -------
         ``nll_<modality>``, ``kl_z``, and ``mmd_batch`` / ``mmd_modality`` where weighted.
         """
+        if traced:
+            return self.traced_loss_terms(batch, kl_weight)
+        # the plate's subsample scale (n_obs / cells) times the program's 1 / n_obs
+        per_cell = 1.0 / batch["idx"].shape[0]
+        # guide: the same calls in the same order as guide(), so the same random draws
+        cov = self.embed(batch["codes"])
+        mask = batch["mask"]
+        mu, logvar = self.experts(batch, cov)
+        shown = self.hide_modalities(mask) if self.training and self.modality_dropout > 0 else mask
+        q = self.fuse(mu, logvar, shown)
+        z = q.rsample()
+        # model, at the guide's z
+        terms: dict[str, torch.Tensor] = {}
+        batch_codes = self._batch_codes(batch["codes"])
+        for k, (name, blk) in enumerate(zip(self.names, self.blocks)):
+            d = blk.distribution(
+                z, cov, batch["log_library"][name], batch_codes, batch["log_factorial"].get(name), batch["nonzero"].get(name)
+            )
+            log_p = d.log_prob(blk.observed(batch["x"][name]))
+            terms[f"nll_{name}"] = -torch.where(mask[k], log_p * (per_cell * self.modality_weights[k]), 0.0).sum()
+        prior = diag_normal(z.new_zeros(z.shape), 1.0)
+        terms["kl_z"] = (_kl(q, prior, z) * (per_cell * kl_weight)).sum()
+        terms.update(self._penalties(z, mu, batch))
+        return terms
+
+    def traced_loss_terms(self, batch: dict, kl_weight: float = 1.0) -> dict[str, torch.Tensor]:
+        """:meth:`loss_terms` read off Pyro traces of the guide and the replayed model (what
+        ``TraceMeanField_ELBO`` computes: analytic KL where registered, Monte Carlo
+        otherwise), kept per site so a NaN can be traced to its term."""
         guide_tr = poutine.trace(self.guide).get_trace(batch, kl_weight)
         model_tr = poutine.trace(poutine.replay(self.model, trace=guide_tr)).get_trace(batch, kl_weight)
         terms: dict[str, torch.Tensor] = {}
@@ -398,16 +440,20 @@ class PoEModule(nn.Module):
                 terms[f"nll_{name}"] = -scale_and_mask(log_p, site["scale"], site["mask"]).sum()
                 continue
             q = guide_tr.nodes[name]
-            try:
-                kl = kl_divergence(q["fn"], site["fn"])
-            except NotImplementedError:  # the MoE mixture: single-sample Monte Carlo
-                kl = q["fn"].log_prob(q["value"]) - site["fn"].log_prob(q["value"])
+            kl = _kl(q["fn"], site["fn"], q["value"])
             terms[f"kl_{name}"] = scale_and_mask(kl, q["scale"], q["mask"]).sum()
         mu, _ = guide_tr.nodes["_RETURN"]["value"]
+        terms.update(self._penalties(guide_tr.nodes["z"]["value"], mu, batch))
+        return terms
+
+    def _penalties(self, z: torch.Tensor, mu: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
+        """The weighted MMD terms: between groups on the joint latent sample ``z``, and
+        between modalities on the experts' means ``mu`` of cells that have both."""
+        terms: dict[str, torch.Tensor] = {}
         if self.batch_mmd_weight > 0 and self.n_mmd_groups > 1 and batch.get("groups") is not None:
             # code n_mmd_groups marks a group unseen in training: one-hot it away
             onehot = nn.functional.one_hot(batch["groups"], self.n_mmd_groups + 1)[:, :-1].to(mu.dtype)
-            terms["mmd_batch"] = self.batch_mmd_weight * group_mmd(guide_tr.nodes["z"]["value"], onehot)
+            terms["mmd_batch"] = self.batch_mmd_weight * group_mmd(z, onehot)
         if self.modality_mmd_weight > 0 and len(self.names) > 1:
             mask = batch["mask"]
             pairs = [(a, b) for a in range(len(self.names)) for b in range(a + 1, len(self.names))]

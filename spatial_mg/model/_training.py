@@ -222,12 +222,12 @@ class Trainer:
         for step, chunk in enumerate(torch.tensor_split(idx, n_batches)):
             n_global = chunk.shape[0]
             if self.group is None:
-                terms = self.module.loss_terms(self.data.batch(chunk), kl_weight)
+                terms = self.module.loss_terms(self.data.batch(chunk), kl_weight, traced=self.config.traced_elbo)
             else:  # this rank's rows, with the draws of the whole minibatch
                 start, stop = self.group.rows(n_global)
                 chunk = chunk[start:stop]
                 with rows_of_batch(start, stop, n_global):
-                    terms = self.module.loss_terms(self.data.batch(chunk), kl_weight)
+                    terms = self.module.loss_terms(self.data.batch(chunk), kl_weight, traced=self.config.traced_elbo)
             if train:
                 loss = sum(terms.values())
                 if self.group is not None:  # summed over ranks: the mean over the global minibatch
