@@ -214,6 +214,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="processes to start for --strategy ddp, one per GPU (accelerator gpu) or CPU share (cpu, gloo); "
         "leave out under torchrun",
     )
+    train.add_argument(
+        "--on-disk",
+        action="store_true",
+        help="keep the pairs on disk: stack them a section at a time into scratch files beside --out and train "
+        "reading a chunk of spots at a time (atlases larger than memory; needs --no-calibration)",
+    )
     _output(train)
 
     predict = sub.add_parser("predict", help="predict metabolite maps of an RNA-only section")
@@ -391,6 +397,7 @@ def _train(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             strategy=args.strategy,
             devices=args.devices,
+            on_disk=args.on_disk,
         )
     finally:  # a rank of a torchrun launch leaves the process group it joined
         end_group()

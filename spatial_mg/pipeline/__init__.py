@@ -5,6 +5,7 @@ In memory, one section at a time:
 - :func:`read_section`: a section's Visium outs and MSI file -> :class:`Section` (AnnData, micrometres);
 - :func:`align_section`: register the MSI onto the spots (moscot) and pair them;
 - :func:`stack_sections`: several sections' pairs -> one MuData;
+- :func:`stack_sections_on_disk`: the same, a section at a time into files read backed;
 - :func:`train_model`: set up and train the PoE-VAE on it;
 - :func:`predict_section`: an RNA-only section's metabolite maps, with their std;
 - :func:`evaluate_prediction` / :func:`score_methods`: Pearson and Spearman against measured maps.
@@ -21,6 +22,7 @@ from ._predict import predict_section, predictions_spatialdata
 from ._runs import run_align, run_evaluate, run_predict, run_train
 from ._sections import Section, read_peak_list, read_section
 from ._stack import stack_sections
+from ._stack_on_disk import stack_sections_on_disk
 from ._train import PAIRED_LIKELIHOODS, train_model
 
 __all__ = [
@@ -41,5 +43,6 @@ __all__ = [
     "run_train",
     "score_methods",
     "stack_sections",
+    "stack_sections_on_disk",
     "train_model",
 ]

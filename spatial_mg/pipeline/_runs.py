@@ -30,6 +30,7 @@ from ._outputs import OutputFolder
 from ._predict import predict_section, predictions_spatialdata
 from ._sections import Section, read_peak_list, read_section
 from ._stack import stack_sections
+from ._stack_on_disk import close_backed, stack_sections_on_disk
 from ._train import AUTO, check_training_options, train_model
 
 PAIRS_FILE = "pairs.h5mu"
@@ -122,6 +123,7 @@ def run_train(
     overwrite: bool = False,
     strategy: str = "auto",
     devices: int | None = None,
+    on_disk: bool = False,
     echo=print,
 ):
     """Train the PoE-VAE on one or more ``pairs.h5mu`` files; save it to ``out/model``.
@@ -142,6 +144,13 @@ def run_train(
     training step is shared out among them, see :meth:`spatial_mg.PoEVAE.train`); rank 0
     alone writes ``out`` and reports, the others write into a scratch folder they delete.
 
+    ``on_disk``: the pairs stay on disk. They are stacked a section at a time into scratch
+    files beside ``out`` (:func:`stack_sections_on_disk`), which training reads a chunk
+    of cells at a time, so memory is set by the largest section and the chunk, not by
+    the atlas; the scratch files are removed afterwards (the returned model then has no
+    training data attached: pass data to its methods). Calibration across sections
+    refits on subsets held in memory, so it is refused here (``calibrate=False``).
+
     Returns
     -------
     The trained model; for an ensemble, the list of models.
@@ -149,6 +158,11 @@ def run_train(
     if isinstance(n_models, bool) or not isinstance(n_models, int) or n_models < 1:
         raise ValueError(f"n_models must be a whole number >= 1, not {n_models!r}")
     check_training_options(batch_key=batch_key, batch_mmd_weight=batch_mmd_weight, checkpoint_dir=checkpoint_dir, resume=resume)
+    if on_disk and calibrate:
+        raise ValueError(
+            "calibrating the intervals across sections (the default) refits the model on all sections but one, held in "
+            "memory, which on_disk (--on-disk) is there to avoid: pass calibrate=False (--no-calibration), or train in memory"
+        )
     from ..model._distributed import is_main_process
 
     with ExitStack() as stack:
@@ -157,7 +171,7 @@ def run_train(
             out = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="spatial_mg_rank_"))) / "out"
             overwrite, echo = False, lambda *args, **kwargs: None
         models = _train_into(
-            out, overwrite, pairs, seed, n_models, checkpoint_dir, mix_matrices, echo,
+            out, overwrite, pairs, seed, n_models, checkpoint_dir, mix_matrices, on_disk, echo,
             dict(n_latent=n_latent, max_epochs=max_epochs, batch_size=batch_size, accelerator=accelerator,
                  batch_key=batch_key, fusion=fusion, batch_mmd_weight=batch_mmd_weight,
                  modality_mmd_weight=modality_mmd_weight, context_radius_um=context_radius_um,
@@ -166,20 +180,17 @@ def run_train(
     return models[0] if n_models == 1 else models
 
 
-def _train_into(out, overwrite: bool, pairs, seed: int, n_models: int, checkpoint_dir, mix_matrices: bool, echo, common: dict):
+def _train_into(out, overwrite: bool, pairs, seed: int, n_models: int, checkpoint_dir, mix_matrices: bool, on_disk: bool, echo,
+                common: dict):
     """:func:`run_train`'s work: read, stack, train, write ``out``; the models."""
-    with OutputFolder(out, overwrite=overwrite, inputs=pairs) as folder:
-        by_section: dict[str, md.MuData] = {}
-        for path in pairs:
-            mdata = _read_file(md.read_h5mu, path, "pairs file", "a pairs.h5mu written by 'spatial-mg align'")
-            name = _section_of(mdata, Path(path))
-            if name in by_section:
-                raise ValueError(
-                    f"Two pairs files hold section '{name}' ('{path}' is the second): give each section once, "
-                    "or name the sections apart when aligning (--name)."
-                )
-            by_section[name] = mdata
-        stacked = stack_sections(by_section, mix_matrices=mix_matrices)
+    with OutputFolder(out, overwrite=overwrite, inputs=pairs) as folder, ExitStack() as scratch:
+        if on_disk:  # beside the output, on its disk: an atlas may not fit in the system's temporary folder
+            where = Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix=".spatial_mg_stack_", dir=folder.path.resolve().parent)))
+            stacked = stack_sections_on_disk(_sections_in(pairs), where, mix_matrices=mix_matrices)
+            scratch.callback(close_backed, stacked)  # before the folder goes
+        else:
+            stacked = stack_sections(dict(_sections_in(pairs)), mix_matrices=mix_matrices)
+        n_sections = stacked.obs[SECTION_KEY].nunique()
         models = []
         for k in range(seed, seed + n_models):
             if n_models > 1:
@@ -190,9 +201,25 @@ def _train_into(out, overwrite: bool, pairs, seed: int, n_models: int, checkpoin
         folder.write_csv("history.csv", models[0].history)
     epochs = ", ".join(str(len(m.history)) for m in models)
     where = f"model in {folder.path / MODEL_DIR}" if n_models == 1 else f"models in {folder.path} ({', '.join(names)})"
-    echo(f"trained {_models_text(n_models, seed)} on {stacked.n_obs} paired spots of {len(by_section)} section(s) "
+    read = " read from disk" if on_disk else ""
+    echo(f"trained {_models_text(n_models, seed)} on {stacked.n_obs} paired spots of {n_sections} section(s){read} "
          f"for {epochs} epochs; {where}")
     return models
+
+
+def _sections_in(pairs):
+    """``(section name, pairs)`` of each pairs file, read one at a time when asked."""
+    seen: set[str] = set()
+    for path in pairs:
+        mdata = _read_file(md.read_h5mu, path, "pairs file", "a pairs.h5mu written by 'spatial-mg align'")
+        name = _section_of(mdata, Path(path))
+        if name in seen:
+            raise ValueError(
+                f"Two pairs files hold section '{name}' ('{path}' is the second): give each section once, "
+                "or name the sections apart when aligning (--name)."
+            )
+        seen.add(name)
+        yield name, mdata
 
 
 def _models_text(n_models: int, seed: int) -> str:
