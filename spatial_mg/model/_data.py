@@ -486,8 +486,9 @@ class _Storage:
             offsets = offsets[: max(1, int(count.max()))]
         valid = offsets < count.unsqueeze(1)
         pos = torch.where(valid, start.unsqueeze(1) + offsets, 0)
-        cols = self.col[pos].long() if self.val.numel() else torch.zeros_like(pos)
-        vals = self.val[pos] * valid if self.val.numel() else torch.zeros(pos.shape, device=pos.device)
+        flat = pos.view(-1)  # index_select: about twice as fast as indexing by a 2-D tensor on a CPU
+        cols = self.col.index_select(0, flat).view(pos.shape).long() if self.val.numel() else torch.zeros_like(pos)
+        vals = self.val.index_select(0, flat).view(pos.shape) * valid if self.val.numel() else torch.zeros(pos.shape, device=pos.device)
         out = torch.zeros(r.shape[0], self.n_features, device=r.device, dtype=vals.dtype)
         out.scatter_add_(1, cols, vals)  # padding adds 0 to column of position 0
         return out, ((cols, vals) if nonzero else None)

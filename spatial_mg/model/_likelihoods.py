@@ -11,8 +11,10 @@ checked once on the way in, not at every step.
 
 from __future__ import annotations
 
+import math
+
 import torch
-from pyro.distributions import Bernoulli, Independent, Normal, TorchDistribution, constraints
+from pyro.distributions import Bernoulli, Independent, TorchDistribution, constraints
 
 _EPS = 1e-8
 
@@ -50,11 +52,16 @@ class _NegativeBinomialLogLik(torch.autograd.Function):
         theta = log_theta.exp()
         t_mu = mu + theta
         log_t_mu = t_mu.log()
-        # sum_g x log mu = x . logits + (sum_g x) shift;  sum_g (t + x) log(t + mu) likewise
-        x_logits = (x * logits).sum(-1)
-        x_log_t_mu = (x * log_t_mu).sum(-1)
+        # sum_g x log mu = x . logits + (sum_g x) shift;  sum_g (t + x) log(t + mu) likewise;
+        # the sums weighted by x over its non-zeros where given (padding: count 0 adds 0)
+        if cols is None:
+            x_logits, x_log_t_mu, x_sum = (x * logits).sum(-1), (x * log_t_mu).sum(-1), x.sum(-1)
+        else:
+            x_logits = (vals * logits.gather(-1, cols)).sum(-1)
+            x_log_t_mu = (vals * log_t_mu.gather(-1, cols)).sum(-1)
+            x_sum = vals.sum(-1)
         theta_log_t_mu = log_t_mu @ theta if theta.dim() == 1 else (theta * log_t_mu).sum(-1)
-        ll = x_logits + x.sum(-1) * shift - x_log_t_mu - theta_log_t_mu + (theta * log_theta).sum(-1) - log_factorial
+        ll = x_logits + x_sum * shift - x_log_t_mu - theta_log_t_mu + (theta * log_theta).sum(-1) - log_factorial
         ratio, ctx.ratio_saved = _gamma_ratio(theta, x, cols, vals)
         ctx.normalized = normalized
         ctx.save_for_backward(x, mu, t_mu, log_t_mu, theta, log_theta, log_library, cols, vals)
@@ -234,9 +241,53 @@ class NegativeBinomialLog(TorchDistribution):
         return NegativeBinomialLog(log_theta, self.log_mu.expand(shape), validate_args=False)
 
 
+class DiagonalGaussian(TorchDistribution):
+    """Independent Gaussian per feature, one event per cell: ``Normal(loc, scale).to_event(1)``
+    with a cheaper ``log_prob``.
+
+    Why: with one scale per feature (the default) torch's Normal broadcasts the scale to
+    every cell and takes its square and log there, about eight passes over the cells x
+    features array and as many back; here the log-scales are summed once per feature and
+    the density takes four, ``-0.5 sum ((x - loc) / scale)^2 - sum log scale - const``.
+    """
+
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+    support = constraints.independent(constraints.real, 1)
+    has_rsample = True
+
+    def __init__(self, loc: torch.Tensor, scale: torch.Tensor, validate_args=None):
+        self.loc, self.scale = loc, scale
+        batch_shape = torch.broadcast_shapes(loc.shape, scale.shape)
+        super().__init__(batch_shape[:-1], batch_shape[-1:], validate_args=False if validate_args is None else validate_args)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.loc.expand(self.batch_shape + self.event_shape)
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return self.scale.pow(2).expand(self.batch_shape + self.event_shape)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        n_features = self.event_shape[0]
+        quadratic = ((value - self.loc) / self.scale).square().sum(-1)
+        return -0.5 * quadratic - self.scale.log().sum(-1) - 0.5 * n_features * math.log(2 * math.pi)
+
+    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        shape = self._extended_shape(sample_shape)
+        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        return self.loc + eps * self.scale
+
+    def expand(self, batch_shape, _instance=None):
+        shape = torch.Size(batch_shape) + self.event_shape
+        return DiagonalGaussian(self.loc.expand(shape), self.scale.expand(shape), validate_args=False)
+
+
 def gaussian(loc: torch.Tensor, scale: torch.Tensor) -> TorchDistribution:
     """Independent Gaussian per feature, one event per cell."""
-    return Independent(Normal(loc, scale.clamp(min=_EPS), validate_args=False), 1, validate_args=False)
+    return DiagonalGaussian(loc, scale.clamp(min=_EPS))
 
 
 def bernoulli(logits: torch.Tensor) -> TorchDistribution:

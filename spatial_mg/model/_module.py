@@ -152,15 +152,31 @@ class ModalityBlock(nn.Module):
             self.typical_library.fill_(typical_library)
 
     # --- guide side ---------------------------------------------------------------------
-    def encoder_input(self, x: torch.Tensor, log_library: torch.Tensor) -> torch.Tensor:
+    def encoder_input(
+        self, x: torch.Tensor, log_library: torch.Tensor, nonzero: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """The encoder's view of ``x``; ``nonzero``: x's padded non-zero (cols, vals), on
+        which the NB transform is computed (log1p of a cells x genes array is a costly pass
+        on a CPU; zero counts map to zero, so the rest is filled in free)."""
         if self.likelihood == "nb":  # log1p of counts per 10k: the usual scale for an MLP
-            return torch.log1p(x * torch.exp(math.log(NORMALIZE_TARGET_SUM) - log_library).unsqueeze(-1))
+            per_10k = torch.exp(math.log(NORMALIZE_TARGET_SUM) - log_library).unsqueeze(-1)
+            if nonzero is None:
+                return torch.log1p(x * per_10k)
+            cols, vals = nonzero  # padding: column 0, count 0, which adds log1p(0) = 0
+            return torch.zeros_like(x).scatter_add_(-1, cols, torch.log1p(vals * per_10k))
         if self.likelihood == "gaussian":
             return self.standardise(x)
         return x
 
-    def expert(self, x: torch.Tensor, cov: torch.Tensor, log_library: torch.Tensor, context: torch.Tensor | None = None):
-        h = self.encoder_input(x, log_library)
+    def expert(
+        self,
+        x: torch.Tensor,
+        cov: torch.Tensor,
+        log_library: torch.Tensor,
+        context: torch.Tensor | None = None,
+        nonzero: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ):
+        h = self.encoder_input(x, log_library, nonzero)
         if self.context:  # the neighbourhood mean, on the same scale as the spot's own values
             if context is None:  # cells without the modality: masked out later, any input will do
                 context = torch.zeros_like(x)
@@ -323,9 +339,9 @@ class PoEModule(nn.Module):
 
     def experts(self, batch: dict, cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Every modality's expert for every cell (absent ones are garbage, masked later)."""
-        context = batch.get("context", {})
+        context, nonzero = batch.get("context", {}), batch.get("nonzero", {})
         out = [
-            blk.expert(batch["x"][name], cov, batch["log_library"][name], context.get(name))
+            blk.expert(batch["x"][name], cov, batch["log_library"][name], context.get(name), nonzero.get(name))
             for name, blk in zip(self.names, self.blocks)
         ]
         return torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out])

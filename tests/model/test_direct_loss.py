@@ -102,3 +102,17 @@ def test_training_on_the_direct_loss_follows_the_traced_one(mdata):
         assert direct[column].to_numpy() == pytest.approx(traced[column].to_numpy(), rel=1e-4)
     for (name, a), b in zip(runs[0].module.state_dict().items(), runs[1].module.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_the_encoder_reads_counts_from_their_non_zeros_exactly():
+    """The NB encoder input computed on the padded non-zeros equals the dense one, bit for
+    bit, including rows with a count in column 0 (where the padding also lands) and empty rows."""
+    torch.manual_seed(0)
+    module = PoEModule(MODS, n_latent=3, n_hidden=8)
+    block = module.blocks[0]
+    x = torch.poisson(torch.full((6, 12), 0.7))
+    x[0, 0], x[1] = 5.0, 0.0
+    log_library = x.sum(1).clamp_min(1.0).log()
+    dense = block.encoder_input(x, log_library)
+    compact = block.encoder_input(x, log_library, _nonzero(x))
+    assert torch.equal(dense, compact) and dense[0, 0] > 0

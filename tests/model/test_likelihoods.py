@@ -69,3 +69,28 @@ def test_nb_from_log_mu_matches_and_moments():
     draws = NegativeBinomialLog(torch.zeros(3), torch.log(torch.tensor([[2.0, 5.0, 0.5]]))).sample((20000,))
     assert torch.allclose(draws.mean(0), torch.tensor([[2.0, 5.0, 0.5]]), rtol=0.05)
     assert torch.allclose(draws.var(0), torch.tensor([[6.0, 30.0, 0.75]]), rtol=0.1)
+
+
+@pytest.mark.parametrize("per_cell_scale", [False, True])
+def test_diagonal_gaussian_equals_torch_normal_to_event(per_cell_scale):
+    from torch.distributions import Independent, Normal
+
+    from spatial_mg.model._likelihoods import gaussian
+
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(30, 7, generator=gen)
+    loc = torch.randn(30, 7, generator=gen, requires_grad=True)
+    raw = torch.randn((30, 7) if per_cell_scale else (7,), generator=gen, requires_grad=True)
+    ours = gaussian(loc, torch.nn.functional.softplus(raw) + 1e-3)
+    ref = Independent(Normal(loc, torch.nn.functional.softplus(raw) + 1e-3), 1)
+    assert ours.batch_shape == ref.batch_shape and ours.event_shape == ref.event_shape
+    a, b = ours.log_prob(x), ref.log_prob(x)
+    torch.testing.assert_close(a, b)
+    for ga, gb in zip(torch.autograd.grad(a.sum(), [loc, raw]), torch.autograd.grad(b.sum(), [loc, raw])):
+        torch.testing.assert_close(ga, gb)
+    torch.testing.assert_close(ours.mean, ref.mean)
+    torch.testing.assert_close(ours.variance, ref.variance)
+    torch.manual_seed(0)
+    draws = ours.sample((4000,))
+    assert draws.shape == (4000, 30, 7)
+    assert torch.allclose(draws.mean(0), loc.detach(), atol=0.15)
