@@ -71,6 +71,27 @@ class Group:
         start = self.rank * base + min(self.rank, extra)
         return start, start + base + (self.rank < extra)
 
+    def gather_rows(self, tensor: torch.Tensor, dim: int, total: int) -> torch.Tensor:
+        """Every rank's rows of ``tensor`` (cells on ``dim``; rank ``r`` holds
+        :meth:`rows` of a minibatch of ``total``), concatenated in rank order. Gradients
+        flow back through ``torch.distributed.nn``'s all-gather: each rank's rows get the
+        sum over ranks of their gradients."""
+        from torch.distributed.nn.functional import all_gather
+
+        sizes = [stop - start for start, stop in (Group(r, self.world_size, self.device).rows(total) for r in range(self.world_size))]
+        moved = tensor.movedim(dim, 0)
+        if moved.dtype == torch.bool:  # gloo gathers no bools
+            return self.gather_rows(moved.to(torch.uint8), 0, total).bool().movedim(0, dim)
+        pad = max(sizes) - moved.shape[0]  # all-gather takes equal shapes: the last ranks may hold a row fewer
+        if pad:
+            moved = torch.cat([moved, moved.new_zeros((pad, *moved.shape[1:]))])
+        if moved.requires_grad:
+            parts = all_gather(moved)
+        else:
+            parts = [torch.empty_like(moved) for _ in range(self.world_size)]
+            dist.all_gather(parts, moved.contiguous())
+        return torch.cat([p[:n] for p, n in zip(parts, sizes)]).movedim(0, dim)
+
     def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
         """Sum ``tensor`` over the ranks, in place."""
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)

@@ -13,6 +13,7 @@ torch call it stands for, so single-process results stay what they were.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -21,19 +22,39 @@ from torch.distributions.utils import _standard_normal
 
 # (first row, stop row, rows in the global minibatch) of this rank's share, or None
 _ROWS: ContextVar[tuple[int, int, int] | None] = ContextVar("spatial_mg_rows_of_batch", default=None)
+# gathers every rank's rows of a tensor into the global minibatch's (see whole_minibatch)
+_GATHER: ContextVar[Callable[[torch.Tensor, int, int], torch.Tensor] | None] = ContextVar("spatial_mg_gather", default=None)
 
 
 @contextmanager
-def rows_of_batch(start: int, stop: int, total: int):
+def rows_of_batch(start: int, stop: int, total: int, gather: Callable[[torch.Tensor, int, int], torch.Tensor] | None = None):
     """Inside the block, cell-indexed draws are made for ``total`` cells and rows
-    ``start:stop`` of them kept (this rank's share of a global minibatch)."""
+    ``start:stop`` of them kept (this rank's share of a global minibatch); ``gather(t,
+    dim, total)`` (:meth:`~spatial_mg.model._distributed.Group.gather_rows`) serves
+    :func:`whole_minibatch`."""
     if not 0 <= start <= stop <= total:
         raise ValueError(f"rows {start}:{stop} are not inside a minibatch of {total} cells")
-    token = _ROWS.set((start, stop, total))
+    token, gather_token = _ROWS.set((start, stop, total)), _GATHER.set(gather)
     try:
         yield
     finally:
         _ROWS.reset(token)
+        _GATHER.reset(gather_token)
+
+
+def whole_minibatch(tensor: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """``tensor`` (cells on ``dim``) of the whole global minibatch: every rank's rows, in
+    order, with gradients flowing back to the rank each row came from. Outside
+    :func:`rows_of_batch` (or without a ``gather``), ``tensor`` itself.
+
+    For terms that are not sums over cells (the MMD penalties): computed on the whole
+    minibatch on every rank, each weighted by its share as the loss is, their gradients
+    summed across ranks are those of one process.
+    """
+    rows, gather = _ROWS.get(), _GATHER.get()
+    if rows is None or gather is None:
+        return tensor
+    return gather(tensor, dim, rows[2])
 
 
 def _global(shape, dim: int):

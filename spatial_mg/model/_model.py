@@ -359,8 +359,8 @@ class PoEVAE:
             left out, as one rank of a group launched by ``torchrun``. Every minibatch of
             ``batch_size`` cells is shared out among the ranks and their gradients summed,
             so the steps are those of one process with the same ``batch_size`` (up to the
-            order of float sums; the MMD penalties, where weighted, are computed per rank's
-            share). Rank 0 writes the checkpoints; the trained weights come back here.
+            order of float sums; the MMD penalties, where weighted, on the minibatch
+            gathered from all ranks). Rank 0 writes the checkpoints; the trained weights come back here.
             ``"single"``: this process. ``"auto"``: ``"ddp"`` under torchrun (with more
             than one process) or with ``devices`` > 1, else ``"single"``.
         chunk_size

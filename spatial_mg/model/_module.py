@@ -464,14 +464,17 @@ class PoEModule(nn.Module):
 
     def _penalties(self, z: torch.Tensor, mu: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
         """The weighted MMD terms: between groups on the joint latent sample ``z``, and
-        between modalities on the experts' means ``mu`` of cells that have both."""
+        between modalities on the experts' means ``mu`` of cells that have both. They
+        compare distributions, not cells, so in data-parallel training each rank computes
+        them on the whole minibatch (:func:`~spatial_mg.model._draws.whole_minibatch`)."""
         terms: dict[str, torch.Tensor] = {}
         if self.batch_mmd_weight > 0 and self.n_mmd_groups > 1 and batch.get("groups") is not None:
             # code n_mmd_groups marks a group unseen in training: one-hot it away
             onehot = nn.functional.one_hot(batch["groups"], self.n_mmd_groups + 1)[:, :-1].to(mu.dtype)
-            terms["mmd_batch"] = self.batch_mmd_weight * group_mmd(z, onehot)
+            z_all, onehot = _draws.whole_minibatch(z), _draws.whole_minibatch(onehot)
+            terms["mmd_batch"] = self.batch_mmd_weight * group_mmd(z_all, onehot)
         if self.modality_mmd_weight > 0 and len(self.names) > 1:
-            mask = batch["mask"]
+            mu, mask = _draws.whole_minibatch(mu, dim=1), _draws.whole_minibatch(batch["mask"], dim=1)
             pairs = [(a, b) for a in range(len(self.names)) for b in range(a + 1, len(self.names))]
             mmd = sum(paired_mmd(mu[a], mu[b], (mask[a] & mask[b]).to(mu.dtype)) for a, b in pairs)
             terms["mmd_modality"] = self.modality_mmd_weight * mmd / len(pairs)

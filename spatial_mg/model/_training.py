@@ -226,7 +226,7 @@ class Trainer:
             else:  # this rank's rows, with the draws of the whole minibatch
                 start, stop = self.group.rows(n_global)
                 chunk = chunk[start:stop]
-                with rows_of_batch(start, stop, n_global):
+                with rows_of_batch(start, stop, n_global, self.group.gather_rows):
                     terms = self.module.loss_terms(self.data.batch(chunk), kl_weight, traced=self.config.traced_elbo)
             if train:
                 loss = sum(terms.values())
