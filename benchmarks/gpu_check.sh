@@ -17,6 +17,8 @@ run() {  # name, timeout, command...
   tail -3 "$OUT/$name.err"
 }
 run throughput_b256 60 python3 benchmarks/throughput.py --device cuda --batch-size 256 --n-cells 20000 --epochs 3
+# issue 16's GPU step: the package against a bare torch loop of the same network (bare_loop.py), side by side
+run throughput_b4096_vs_bare 120 python3 benchmarks/throughput.py --device cuda --batch-size 4096 --n-cells 200000 --epochs 3 --compare traced,bare
 run throughput_b8192 90 python3 benchmarks/throughput.py --device cuda --batch-size 8192 --n-cells 200000 --epochs 3
 run throughput_b32768 90 python3 benchmarks/throughput.py --device cuda --batch-size 32768 --n-cells 200000 --epochs 3
 if [ -n "${ALIGN_ARGS:-}" ]; then

@@ -29,8 +29,8 @@ def main() -> None:
 
     warnings.filterwarnings("ignore")
     import lightning.pytorch as pl
-    import multigrate as mtg
     import mudata as md
+    import multigrate as mtg
     import scvi
     import torch
 

@@ -25,3 +25,15 @@ def aligned(written):
     root, _, files = written
     peaks = read_peak_list(root / "peaks.csv")
     return [align_section(read_section(f, mz_bins=peaks), device="cpu") for f in files]
+
+
+@pytest.fixture(scope="package")
+def pairs_files(aligned, tmp_path_factory):
+    """Each aligned section's pairs written as ``<section>/pairs.h5mu``, as 'spatial-mg align' writes them."""
+    root = tmp_path_factory.mktemp("pairs")
+    paths = []
+    for section in aligned:
+        (root / section.name).mkdir()
+        section.pairs.write(root / section.name / "pairs.h5mu")
+        paths.append(root / section.name / "pairs.h5mu")
+    return paths

@@ -13,22 +13,11 @@ import pytest
 from spatial_mg.pipeline import run_train
 
 
-@pytest.fixture(scope="module")
-def pairs(aligned, tmp_path_factory):
-    root = tmp_path_factory.mktemp("pairs")
-    paths = []
-    for section in aligned:
-        (root / section.name).mkdir()
-        section.pairs.write(root / section.name / "pairs.h5mu")
-        paths.append(root / section.name / "pairs.h5mu")
-    return paths
-
-
-def test_a_rank_other_than_0_writes_no_output(pairs, tmp_path, monkeypatch):
+def test_a_rank_other_than_0_writes_no_output(pairs_files, tmp_path, monkeypatch):
     for key, value in {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}.items():
         monkeypatch.setenv(key, value)
     lines = []
-    model = run_train(pairs=pairs, out=tmp_path / "out", max_epochs=1, accelerator="cpu", strategy="single",
+    model = run_train(pairs=pairs_files, out=tmp_path / "out", max_epochs=1, accelerator="cpu", strategy="single",
                       calibrate=False, echo=lines.append)
     assert len(model.history) == 1  # it trained ...
     assert not (tmp_path / "out").exists() and lines == []  # ... and left writing and reporting to rank 0
@@ -36,10 +25,10 @@ def test_a_rank_other_than_0_writes_no_output(pairs, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_torchrun_launch_of_the_cli_trains_as_one_process(pairs, tmp_path):
+def test_torchrun_launch_of_the_cli_trains_as_one_process(pairs_files, tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), OMP_NUM_THREADS="1")
-    common = ["train", "--pairs", *map(str, pairs), "--epochs", "2", "--accelerator", "cpu", "--no-calibration", "--quiet"]
+    common = ["train", "--pairs", *map(str, pairs_files), "--epochs", "2", "--accelerator", "cpu", "--no-calibration", "--quiet"]
     subprocess.run([str(torchrun), "--nproc-per-node", "2", "-m", "spatial_mg.cli", *common, "--out", str(tmp_path / "ddp")],
                    check=True, env=env, cwd=tmp_path, capture_output=True)
     subprocess.run([sys.executable, "-m", "spatial_mg.cli", *common, "--out", str(tmp_path / "one")],

@@ -18,17 +18,6 @@ from spatial_mg.pipeline._stack_on_disk import close_backed
 QUICK = dict(max_epochs=4, accelerator="cpu", progress_bar=False, calibrate=False)
 
 
-@pytest.fixture(scope="module")
-def pairs_files(aligned, tmp_path_factory):
-    root = tmp_path_factory.mktemp("pairs")
-    paths = []
-    for section in aligned:
-        (root / section.name).mkdir()
-        section.pairs.write(root / section.name / "pairs.h5mu")
-        paths.append(root / section.name / "pairs.h5mu")
-    return paths
-
-
 def _dense(matrix) -> np.ndarray:
     return matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix)
 
