@@ -80,6 +80,10 @@ class TissueImage:
         Blur width and grid spacing (micrometres).
     weights
         Optional per-point tissue share (partly covered edge pixels).
+    image
+        The tissue of an H&E image (``_tissue_image.ImageTissue``): drawn instead of the
+        points' density, and its whole extent is where the modality measured (``window``
+        and ``pad`` are then the image's).
     """
 
     def __init__(
@@ -90,13 +94,16 @@ class TissueImage:
         sigma: float,
         cell: float,
         weights: np.ndarray | None = None,
+        image=None,
     ):
+        if image is not None:
+            window, pad = image.window.points, image.window.pad
         margin = pad + 3 * sigma + cell
         lo = np.minimum(tissue.min(axis=0), window.min(axis=0)) - margin
         hi = np.maximum(tissue.max(axis=0), window.max(axis=0)) + margin
         self.grid = Grid(lo, hi, cell)
         self.sigma = sigma
-        self.mask = density_mask(tissue, self.grid, sigma, weights)
+        self.mask = density_mask(tissue, self.grid, sigma, weights) if image is None else image.soft_mask(self.grid, sigma)
         self.window = hull_mask(window, pad, self.grid, sigma)
         self._grads = None
 

@@ -167,6 +167,10 @@ class MaskAligner:
         Pitches (micrometres).
     max_cells
         Grid size cap per side (grid spacing a third of the blur or coarser).
+    rna_image
+        The tissue of the section's H&E image (``_tissue_image.ImageTissue``), drawn as the
+        RNA mask instead of the spots', or ``None``. Its edge is sharp, so the common blur
+        is then set by the MSI pitch alone.
     """
 
     def __init__(
@@ -179,10 +183,14 @@ class MaskAligner:
         msi_spacing: float,
         rna_spacing: float,
         max_cells: int = 800,
+        rna_image=None,
     ):
         self.msi_tissue, self.msi_window = msi_tissue, msi_window
         self.rna, self.rna_window = rna, rna_window
+        self.rna_image = rna_image
         self.msi_spacing, self.rna_spacing = msi_spacing, rna_spacing
+        # how coarsely the RNA side draws its outline: the spot pitch, or the image's pixel
+        self.rna_edge = rna_spacing if rna_image is None else rna_image.um_per_px
         self.max_cells = max_cells
         self.anchor = rna.mean(axis=0)
         self.length = float(np.sqrt(((rna - self.anchor) ** 2).sum(axis=1).mean())) or 1.0
@@ -198,27 +206,32 @@ class MaskAligner:
             section.rna_window,
             msi_spacing=section.msi_pixel_size_um,
             rna_spacing=section.rna_spacing_um,
+            rna_image=section.rna_outline.image,
         )
 
     def _build(self, sigma_msi: float, sigma_rna: float) -> None:
         key = (round(sigma_msi, 6), round(sigma_rna, 6))
         if key not in self._images:
-            extent = max(np.ptp(self.rna_window.points, axis=0).max(), np.ptp(self.msi_window.points, axis=0).max())
+            rna_extent = (self.rna_window if self.rna_image is None else self.rna_image.window).points
+            extent = max(np.ptp(rna_extent, axis=0).max(), np.ptp(self.msi_window.points, axis=0).max())
             cell = max(min(sigma_msi, sigma_rna) / 3, extent / self.max_cells)
             # a blur narrower than 1.5 grid cells would alias on the grid
             self._images[key] = (
                 TissueImage(self.msi_tissue, self.msi_window.points, self.msi_window.pad, max(sigma_msi, 1.5 * cell), cell),
-                TissueImage(self.rna, self.rna_window.points, self.rna_window.pad, max(sigma_rna, 1.5 * cell), cell),
+                TissueImage(
+                    self.rna, self.rna_window.points, self.rna_window.pad, max(sigma_rna, 1.5 * cell), cell, image=self.rna_image
+                ),
             )
         self.src, self.dst = self._images[key]
 
     def _images_for(self, pose: Pose) -> float:
         """Use the images blurred for ``pose``'s scale; return the blur ``h`` (RNA um).
 
-        The same blur on both sides, in RNA micrometres: the coarser of the two pitches.
+        The same blur on both sides, in RNA micrometres: the coarser of the two pitches
+        (the image's pixel stands for the spot pitch when the RNA outline is an image's).
         """
         s = abs(pose.scale)
-        h = max(s * self.msi_spacing, self.rna_spacing)
+        h = max(s * self.msi_spacing, self.rna_edge)
         self._build(h / s, h)
         return h
 
