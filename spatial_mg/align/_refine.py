@@ -210,28 +210,37 @@ class MaskAligner:
         )
 
     def _build(self, sigma_msi: float, sigma_rna: float) -> None:
-        key = (round(sigma_msi, 6), round(sigma_rna, 6))
-        if key not in self._images:
-            rna_extent = (self.rna_window if self.rna_image is None else self.rna_image.window).points
-            extent = max(np.ptp(rna_extent, axis=0).max(), np.ptp(self.msi_window.points, axis=0).max())
-            cell = max(min(sigma_msi, sigma_rna) / 3, extent / self.max_cells)
-            # a blur narrower than 1.5 grid cells would alias on the grid
-            self._images[key] = (
-                TissueImage(self.msi_tissue, self.msi_window.points, self.msi_window.pad, max(sigma_msi, 1.5 * cell), cell),
-                TissueImage(
-                    self.rna, self.rna_window.points, self.rna_window.pad, max(sigma_rna, 1.5 * cell), cell, image=self.rna_image
-                ),
+        rna_extent = (self.rna_window if self.rna_image is None else self.rna_image.window).points
+        extent = max(np.ptp(rna_extent, axis=0).max(), np.ptp(self.msi_window.points, axis=0).max())
+        cell = max(min(sigma_msi, sigma_rna) / 3, extent / self.max_cells)
+        # each side cached by its own blur and grid: an RNA image drawn at a blur that does
+        # not follow the pose's scale is built once
+        src_key, dst_key = ("msi", round(sigma_msi, 6), round(cell, 6)), ("rna", round(sigma_rna, 6), round(cell, 6))
+        # a blur narrower than 1.5 grid cells would alias on the grid
+        if src_key not in self._images:
+            self._images[src_key] = TissueImage(
+                self.msi_tissue, self.msi_window.points, self.msi_window.pad, max(sigma_msi, 1.5 * cell), cell
             )
-        self.src, self.dst = self._images[key]
+        if dst_key not in self._images:
+            self._images[dst_key] = TissueImage(
+                self.rna, self.rna_window.points, self.rna_window.pad, max(sigma_rna, 1.5 * cell), cell, image=self.rna_image
+            )
+        self.src, self.dst = self._images[src_key], self._images[dst_key]
 
     def _images_for(self, pose: Pose) -> float:
         """Use the images blurred for ``pose``'s scale; return the blur ``h`` (RNA um).
 
-        The same blur on both sides, in RNA micrometres: the coarser of the two pitches
-        (the image's pixel stands for the spot pitch when the RNA outline is an image's).
+        The same blur on both sides, in RNA micrometres: the coarser of the two pitches.
+        With the image's outline the MSI pitch alone sets it, taken at scale 1 (both sides
+        are micrometres, and scales stay within a few percent of 1), so that the RNA image
+        and its grid stay the same for every pose and mismatches of poses of different
+        scale compare on the same footing.
         """
         s = abs(pose.scale)
-        h = max(s * self.msi_spacing, self.rna_edge)
+        if self.rna_image is None:
+            h = max(s * self.msi_spacing, self.rna_spacing)
+        else:
+            h = max(self.msi_spacing, self.rna_edge)
         self._build(h / s, h)
         return h
 
