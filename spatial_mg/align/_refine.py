@@ -16,9 +16,12 @@ measure (a raster that misses part of the section, spots cut off by the capture 
 pulls on nothing, and a pose cannot lower E by moving its window to compare less.
 Matching masks rather than points keeps the scale unbiased (see ``_masks``) and, unlike
 point-to-point ICP/CPD steps, converges in tens of evaluations even though only the
-outline carries information. The precision left (about 12 um at a 100 um spot pitch and
-75 um pixels) is set by how coarsely the spots sample the outline, not by the optimiser;
-what was tried to lower it is in ``benchmarks/results/alignment_notes.md``.
+outline carries information. From spot centres alone the precision left (about 12 um at
+a 100 um spot pitch and 75 um pixels) is set by how coarsely the spots sample the
+outline, not by the optimiser; when the section carries its H&E image, the RNA mask is
+the image's tissue (``_tissue_image``, ``_rna_outline``), whose edge is sharp, and the
+MSI pixels are what is left coarse. What was tried is in
+``benchmarks/results/alignment_notes.md``.
 
 ``MaskAligner.slack`` measures how well the outline pins the pose: how far it can slide
 along the flattest combination of turn, scale and shift before the mismatch rises 20 %.
