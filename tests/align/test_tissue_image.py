@@ -52,28 +52,39 @@ def test_image_mask_is_the_true_tissue(data, resolution):
     truth = depth > 0
     iou = (tissue.mask & truth).sum() / (tissue.mask | truth).sum()
     assert iou > 0.97
-    # the mask's edge pixels lie on the true outline to within a working pixel
+    # where mask and truth disagree, they do so only at the outline: within a working pixel
+    # plus the generator's soft edge (10 um; the stain's threshold sits on it where the
+    # domain shading makes the tissue paler or darker)
+    wrong = tissue.mask != truth
+    assert np.abs(depth[wrong]).max() < tissue.um_per_px + 10.0
+    # and the mask's edge pixels lie on the true outline (their centres half a pixel inside)
     edge = tissue.mask & ~ndimage.binary_erosion(tissue.mask)
     off = np.abs(depth[edge])
-    assert np.median(off) < 0.6 * tissue.um_per_px
-    assert np.percentile(off, 95) < 1.5 * tissue.um_per_px
+    assert np.median(off) < 0.75 * tissue.um_per_px + 3.0
     # the spot outline is far coarser: half a 100 um pitch at the edge
     assert tissue.um_per_px < 15.0
 
 
 def test_the_aligner_draws_the_true_edge_from_the_image(data):
-    """The RNA mask of the outline terms has its half level on the true edge with the image, not with the spots."""
+    """The RNA mask of the outline terms is the true tissue, blurred, with the image; coarser with the spots."""
     s = data.sections[0]
-    distances = {}
+    rms = {}
     for source in ("auto", None):
         aligner = MaskAligner.for_section(_section(s.rna, s.msi, source))
         aligner._images_for(smg.align.Pose(s.affine))
-        rna_mask = aligner.dst
-        pos = rna_mask.grid.positions()
-        half = np.abs(rna_mask.mask.ravel() - 0.5) < 0.05
-        distances[source] = np.median(np.abs(_truth(s, pos[half])))
-    assert distances["auto"] < 6.0
-    assert distances[None] > 2 * distances["auto"]
+        grid, sigma = aligner.dst.grid, aligner.dst.sigma
+        # the true tissue's share of each grid cell (5 x 5 samples), blurred as the mask is
+        sub = 5
+        ys, xs = np.mgrid[0 : grid.shape[0] * sub, 0 : grid.shape[1] * sub]
+        pts = np.column_stack([xs.ravel(), ys.ravel()]) * (grid.cell / sub) + grid.origin - grid.cell * (sub - 1) / (2 * sub)
+        truth = (_truth(s, pts) > 0).reshape(ys.shape).astype(float)
+        truth = truth.reshape(grid.shape[0], sub, grid.shape[1], sub).mean(axis=(1, 3))
+        ideal = ndimage.gaussian_filter(truth, sigma / grid.cell, mode="constant")
+        band = (ideal > 0.02) & (ideal < 0.98)
+        rms[source] = float(np.sqrt(np.mean((aligner.dst.mask - ideal)[band] ** 2)))
+    print(f"RNA mask against the true tissue (rms over the edge band): {rms}")
+    assert rms["auto"] < 0.02  # measured 0.012
+    assert rms[None] > 1.5 * rms["auto"]  # measured 0.026 (at a 100 um blur, which favours the spots)
 
 
 def test_register_uses_the_image_and_says_so(data):
@@ -105,6 +116,7 @@ def test_a_wrong_scale_factor_falls_back_with_a_reason(data, factor):
     rna = s.rna.copy()
     rna.uns["spatial"] = copy.deepcopy(rna.uns["spatial"])
     rna.uns["spatial"][s.name]["scalefactors"]["tissue_lowres_scalef"] *= factor
+    given = copy.deepcopy(rna.uns["spatial"])
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # a scale error is said in the QC, not warned as another section
         section = _section(rna, s.msi)
@@ -112,9 +124,8 @@ def test_a_wrong_scale_factor_falls_back_with_a_reason(data, factor):
     assert "scale factor" in section.rna_outline.rule and "disagrees with the spot grid" in section.rna_outline.rule
     assert section.details()["rna_outline_source"] == "spots"
     # the input is left as it was
-    assert rna.uns["spatial"][s.name]["scalefactors"]["tissue_lowres_scalef"] != s.rna.uns["spatial"][s.name][
-        "scalefactors"
-    ]["tissue_lowres_scalef"]
+    assert rna.uns["spatial"][s.name]["scalefactors"] == given[s.name]["scalefactors"]
+    assert np.array_equal(rna.uns["spatial"][s.name]["images"]["lowres"], given[s.name]["images"]["lowres"])
 
 
 def test_an_image_of_another_section_warns_and_falls_back(data):
