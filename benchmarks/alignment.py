@@ -31,6 +31,9 @@ Prints one JSON line per part (``--parts``, default all):
   outline alone (``register(tissue_image=None)``); the default ``auto`` uses the H&E
   image the spots carry (the generator's lowres image; the real section's lowres H&E)
   when it fits them. Each row says which outline was used (``rna_outline_source``).
+  ``--he-resolution hires`` gives each synthetic section the 2,000 px image spaceranger
+  would write beside the lowres one (rendered with the true edge), as ``read_visium``
+  of the written outs would.
 - ``speed``: register + pair (``spot_mean``) wall time for the ``--sizes`` (spots x raster
   pixels, synthetic sections whose raster pitch gives about that many pixels).
 - ``pairing``: ``pair`` alone on ``--pairing-size`` (bins x pixels) given a transform, with
@@ -90,6 +93,16 @@ def _sweep_dataset(seed: int, n_spots: int, cover: float | None, keep_unacquired
         msi_coverage=cover,
         msi_keep_unacquired=keep_unacquired,
     )
+
+
+def _with_hires(section):
+    """``section.rna`` with the 2,000 px slide image as well (what read_visium reads from the written outs)."""
+    from spatial_mg.io._he_image import HEImage, put_he_image
+
+    rna = section.rna.copy()
+    scalef = rna.uns["spatial"][section.name]["scalefactors"]["tissue_hires_scalef"]
+    put_he_image(rna, HEImage(section.renderer.render(2000), scalef, "hires"), section.name)
+    return rna
 
 
 def _emit(part: str, figures: dict) -> None:
@@ -171,6 +184,8 @@ def run_synthetic(args, part: str = "synthetic", coverage: str | None = None) ->
     for seed, cover in zip(seeds, _coverages(coverage, len(seeds))):
         data = _sweep_dataset(seed, args.n_spots, cover, keep_unacquired=args.keep_unacquired and cover is not None)
         s = data.sections[0]
+        if args.he_resolution == "hires":
+            s.rna = _with_hires(s)
         start = time.perf_counter()
         reg = smg.align.register(s.rna, s.msi, device=args.device, tissue_image=args.tissue_image)
         seconds = time.perf_counter() - start
@@ -199,6 +214,7 @@ def run_synthetic(args, part: str = "synthetic", coverage: str | None = None) ->
                 "confidence": reg.qc.confidence,
                 "reason": reg.qc.reason,
                 "rna_outline_source": reg.qc.details.get("rna_outline_source"),
+                "rna_outline": reg.qc.details.get("rna_outline"),
                 "chosen": reg.qc.details.get("chosen"),
                 "plan_agreement": reg.qc.details.get("plan_agreement"),
                 "pose_drift_um": reg.qc.details.get("pose_drift_um"),
@@ -221,6 +237,7 @@ def run_synthetic(args, part: str = "synthetic", coverage: str | None = None) ->
             "keep_unacquired": args.keep_unacquired and coverage is not None,
             "ablate": args.ablate,
             "tissue_image": args.tissue_image,
+            "he_resolution": args.he_resolution,
             "rna_outline_sources": sorted({str(r["rna_outline_source"]) for r in rows}),
             **qc_confusion(rows),
             "seeds": [r["seed"] for r in rows],
@@ -480,6 +497,12 @@ def main() -> None:
         default="auto",
         choices=("auto", "none"),
         help="auto: the RNA outline from the spots' H&E image when it fits them; none: from the spot centres",
+    )
+    parser.add_argument(
+        "--he-resolution",
+        default="lowres",
+        choices=("lowres", "hires"),
+        help="synthetic parts: the generator's in-memory lowres image, or also its 2,000 px hires image",
     )
     args = parser.parse_args()
     args.tissue_image = None if args.tissue_image == "none" else args.tissue_image

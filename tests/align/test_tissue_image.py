@@ -152,3 +152,17 @@ def test_an_image_without_contrast_is_an_error_that_says_what_to_do():
     flat = HEImage(np.full((60, 60, 3), 230, np.uint8), 0.07, "lowres")
     with pytest.raises(ValueError, match="no contrast.*tissue_image=None"):
         tissue_from_image(flat, min_area_um2=1e4)
+
+
+def test_a_spatialdata_section_brings_its_image(data):
+    """register(SpatialData) reads the image element with the spots (as_anndata(load_images=True))."""
+    s = data.sections[0]
+    truth = smg.align.Pose(s.affine)
+    marks = np.asarray(s.msi.obsm["spatial"], float)[[0, 40, 400]]
+    landmarks = (marks, truth.apply(marks))
+    sdata = smg.align.to_spatialdata(s.rna, s.msi, smg.align.register(s.rna, s.msi, method="landmarks", landmarks=landmarks))
+    assert "he_image" in sdata.images
+    reg = smg.align.register(sdata, s.msi, method="landmarks", landmarks=landmarks)
+    assert reg.qc.details["rna_outline_source"] == "image"
+    off = smg.align.register(sdata, s.msi, method="landmarks", landmarks=landmarks, tissue_image=None)
+    assert off.qc.details["rna_outline_source"] == "spots"
