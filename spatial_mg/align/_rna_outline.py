@@ -46,7 +46,9 @@ class RnaOutline:
     rule: str
 
 
-def rna_outline(rna: ad.AnnData, rna_um: np.ndarray, spacing: float, *, tissue_image: str | None, min_area_um2: float) -> RnaOutline:
+def rna_outline(
+    rna: ad.AnnData, rna_um: np.ndarray, spacing: float, *, tissue_image: str | None, min_area_um2: float
+) -> RnaOutline:
     """Decide the RNA outline of a section (module notes).
 
     Parameters

@@ -6,14 +6,13 @@ checked on the way in; the stages that follow see only arrays.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anndata as ad
 import numpy as np
 
 from ._acquired import acquired_pixels
 from ._background import TissueMask, tissue_mask
-from ._rna_outline import RnaOutline, rna_outline
 from ._inputs import (
     check_points,
     msi_coordinates,
@@ -23,6 +22,7 @@ from ._inputs import (
     rna_window,
     warn_assumed_units,
 )
+from ._rna_outline import RnaOutline, rna_outline
 from ._subsample import median_spacing
 from ._window import Window
 
@@ -68,7 +68,7 @@ class Section:
     rna_units_known: bool
     n_msi: int
     n_rna: int
-    rna_outline: RnaOutline = RnaOutline(None, "spot centres")
+    rna_outline: RnaOutline = field(default_factory=lambda: RnaOutline(None, "spot centres"))
 
     @property
     def pitch(self) -> float:
