@@ -27,6 +27,13 @@ Prints one JSON line per part (``--parts``, default all):
 - ``real``: the SMA section in tests/data (Vicari et al. 2024, V11L12-038_D1): MSI pixel
   positions registered onto the in-tissue spots from coordinates alone, compared with the
   least-squares similarity through the 10 hand-placed landmarks (median over pixels).
+- ``--tissue-image none`` registers every section of the parts above from the spots'
+  outline alone (``register(tissue_image=None)``); the default ``auto`` uses the H&E
+  image the spots carry (the generator's lowres image; the real section's lowres H&E)
+  when it fits them. Each row says which outline was used (``rna_outline_source``).
+  ``--he-resolution hires`` gives each synthetic section the 2,000 px image spaceranger
+  would write beside the lowres one (rendered with the true edge), as ``read_visium``
+  of the written outs would.
 - ``speed``: register + pair (``spot_mean``) wall time for the ``--sizes`` (spots x raster
   pixels, synthetic sections whose raster pitch gives about that many pixels).
 - ``pairing``: ``pair`` alone on ``--pairing-size`` (bins x pixels) given a transform, with
@@ -39,6 +46,7 @@ Examples::
     python benchmarks/alignment.py
     python benchmarks/alignment.py --parts synthetic --seeds 0-9
     python benchmarks/alignment.py --parts synthetic,partial --seeds 0-9 --coverage 0.7-0.9
+    python benchmarks/alignment.py --parts synthetic,partial,real --tissue-image none
     python benchmarks/alignment.py --parts speed --sizes 3000x3000,5000x50000 --device gpu
     python benchmarks/alignment.py --parts pairing --pairing-size 500000x1000000
 """
@@ -85,6 +93,16 @@ def _sweep_dataset(seed: int, n_spots: int, cover: float | None, keep_unacquired
         msi_coverage=cover,
         msi_keep_unacquired=keep_unacquired,
     )
+
+
+def _with_hires(section):
+    """``section.rna`` with the 2,000 px slide image as well (what read_visium reads from the written outs)."""
+    from spatial_mg.io._he_image import HEImage, put_he_image
+
+    rna = section.rna.copy()
+    scalef = rna.uns["spatial"][section.name]["scalefactors"]["tissue_hires_scalef"]
+    put_he_image(rna, HEImage(section.renderer.render(2000), scalef, "hires"), section.name)
+    return rna
 
 
 def _emit(part: str, figures: dict) -> None:
@@ -166,8 +184,10 @@ def run_synthetic(args, part: str = "synthetic", coverage: str | None = None) ->
     for seed, cover in zip(seeds, _coverages(coverage, len(seeds))):
         data = _sweep_dataset(seed, args.n_spots, cover, keep_unacquired=args.keep_unacquired and cover is not None)
         s = data.sections[0]
+        if args.he_resolution == "hires":
+            s.rna = _with_hires(s)
         start = time.perf_counter()
-        reg = smg.align.register(s.rna, s.msi, device=args.device)
+        reg = smg.align.register(s.rna, s.msi, device=args.device, tissue_image=args.tissue_image)
         seconds = time.perf_counter() - start
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -193,6 +213,8 @@ def run_synthetic(args, part: str = "synthetic", coverage: str | None = None) ->
                 "scale": reg.qc.scale,
                 "confidence": reg.qc.confidence,
                 "reason": reg.qc.reason,
+                "rna_outline_source": reg.qc.details.get("rna_outline_source"),
+                "rna_outline": reg.qc.details.get("rna_outline"),
                 "chosen": reg.qc.details.get("chosen"),
                 "plan_agreement": reg.qc.details.get("plan_agreement"),
                 "pose_drift_um": reg.qc.details.get("pose_drift_um"),
@@ -202,7 +224,7 @@ def run_synthetic(args, part: str = "synthetic", coverage: str | None = None) ->
                 "n_spots": s.rna.n_obs,
                 "n_paired": mdata.n_obs,
                 **pairing_truth(mdata, s.msi, reg, s.affine, s.rna),
-                **(ablation(s, reg, pts, args.device) if args.ablate else {}),
+                **(ablation(s, reg, pts, args.device, args.tissue_image) if args.ablate else {}),
             }
         )
         print(json.dumps({"benchmark": "alignment", **rows[-1], "part": f"{part}_seed"}), file=sys.stderr, flush=True)
@@ -214,6 +236,9 @@ def run_synthetic(args, part: str = "synthetic", coverage: str | None = None) ->
             "msi_coverage": coverage,
             "keep_unacquired": args.keep_unacquired and coverage is not None,
             "ablate": args.ablate,
+            "tissue_image": args.tissue_image,
+            "he_resolution": args.he_resolution,
+            "rna_outline_sources": sorted({str(r["rna_outline_source"]) for r in rows}),
             **qc_confusion(rows),
             "seeds": [r["seed"] for r in rows],
             "median_error_um_per_seed": errors,
@@ -271,8 +296,8 @@ def run_qc_probe(args) -> list[dict]:
                 f"turn_{PROBE_TURN_DEG:.0f}deg": Pose.similarity(1.0, PROBE_TURN_DEG, False, centre - turn.apply(centre[None])[0])
                 @ truth,
             }
-            qcs = {kind: smg.align.assess_pose(s.rna, s.msi, pose) for kind, pose in poses.items()}
-            plan = smg.align.register(s.rna, s.msi, device=args.device, refine_fit=False)
+            qcs = {kind: smg.align.assess_pose(s.rna, s.msi, pose, tissue_image=args.tissue_image) for kind, pose in poses.items()}
+            plan = smg.align.register(s.rna, s.msi, device=args.device, refine_fit=False, tissue_image=args.tissue_image)
             poses["plan_fit"], qcs["plan_fit"] = plan.pose, plan.qc
             for kind, pose in poses.items():
                 err = np.linalg.norm(pose.apply(pts) - truth.apply(pts), axis=1)
@@ -290,7 +315,16 @@ def run_qc_probe(args) -> list[dict]:
                     }
                 )
                 print(json.dumps({"benchmark": "alignment", **rows[-1]}), file=sys.stderr, flush=True)
-    _emit("qc_probe", {"n_spots": args.n_spots, "msi_coverage": args.coverage, "n_poses": len(rows), **qc_confusion(rows)})
+    _emit(
+        "qc_probe",
+        {
+            "n_spots": args.n_spots,
+            "msi_coverage": args.coverage,
+            "tissue_image": args.tissue_image,
+            "n_poses": len(rows),
+            **qc_confusion(rows),
+        },
+    )
     return rows
 
 
@@ -299,12 +333,12 @@ def run_partial(args) -> list[dict]:
     return run_synthetic(args, part="partial", coverage=args.coverage)
 
 
-def ablation(section, reg, pts: np.ndarray, device) -> dict:
+def ablation(section, reg, pts: np.ndarray, device, tissue_image: str | None = "auto") -> dict:
     """``--ablate``: the same section registered with moscot's coupling replaced by a nearest-neighbour one."""
     import spatial_mg as smg
 
     start = time.perf_counter()
-    nearest = smg.align.register(section.rna, section.msi, device=device, coupling="nearest")
+    nearest = smg.align.register(section.rna, section.msi, device=device, coupling="nearest", tissue_image=tissue_image)
     err = nearest.distance_to(section.affine, pts)
     return {
         "nearest_median_error_um": float(np.median(err)),
@@ -328,7 +362,7 @@ def run_real(args) -> None:
 
     rna, msi, landmark_fit, (msi_marks, rna_marks) = load_sma()
     start = time.perf_counter()
-    reg = smg.align.register(rna, msi, device=args.device)
+    reg = smg.align.register(rna, msi, device=args.device, tissue_image=args.tissue_image)
     seconds = time.perf_counter() - start
     pts = msi.obsm["spatial"]
     dist = reg.distance_to(landmark_fit, pts)
@@ -343,6 +377,9 @@ def run_real(args) -> None:
                 np.median(np.linalg.norm(landmark_fit.apply(msi_marks) - rna_marks, axis=1))
             ),
             "ours": {k: getattr(reg.qc, k) for k in ("scale", "rotation_deg", "reflection", "confidence", "reason")},
+            "tissue_image": args.tissue_image,
+            "rna_outline": reg.qc.details.get("rna_outline"),
+            "pose_spread_um": reg.qc.details.get("pose_spread_um"),
             "landmark_fit": landmark_fit.parts(),
             "seconds": seconds,
         },
@@ -455,7 +492,20 @@ def main() -> None:
     parser.add_argument(
         "--ablate", action="store_true", help="also register with moscot's coupling replaced by a nearest-neighbour one"
     )
+    parser.add_argument(
+        "--tissue-image",
+        default="auto",
+        choices=("auto", "none"),
+        help="auto: the RNA outline from the spots' H&E image when it fits them; none: from the spot centres",
+    )
+    parser.add_argument(
+        "--he-resolution",
+        default="lowres",
+        choices=("lowres", "hires"),
+        help="synthetic parts: the generator's in-memory lowres image, or also its 2,000 px hires image",
+    )
     args = parser.parse_args()
+    args.tissue_image = None if args.tissue_image == "none" else args.tissue_image
     parts = {
         "synthetic": run_synthetic,
         "partial": run_partial,

@@ -112,7 +112,13 @@ def couple(
 def outline_search(section: Section, *, n_angles: int):
     """The outline search's best poses (``_search.search_poses``) on a prepared section, best first."""
     return search_poses(
-        section.msi_um, section.msi_window, section.rna_um, section.rna_window, cell=section.pitch, n_angles=n_angles
+        section.msi_um,
+        section.msi_window,
+        section.rna_um,
+        section.rna_window,
+        cell=section.pitch,
+        n_angles=n_angles,
+        rna_image=section.rna_outline.image,
     )
 
 

@@ -43,14 +43,26 @@ class Grid:
 
 
 def density_mask(points: np.ndarray, grid: Grid, sigma: float, weights: np.ndarray | None = None) -> np.ndarray:
-    """Soft mask of the area covered by ``points`` (see module notes)."""
-    rc = np.rint(grid.index(points)).astype(np.int64)
-    ok = (rc[0] >= 0) & (rc[0] < grid.shape[0]) & (rc[1] >= 0) & (rc[1] < grid.shape[1])
-    flat = rc[0, ok] * grid.shape[1] + rc[1, ok]
-    w = None if weights is None else np.asarray(weights, dtype=np.float64)[ok]
-    counts = np.bincount(flat, weights=w, minlength=grid.shape[0] * grid.shape[1]).astype(np.float64).reshape(grid.shape)
-    blurred = ndimage.gaussian_filter(counts, sigma / grid.cell, mode="constant")
-    at_points = blurred.ravel()[flat]
+    """Soft mask of the area covered by ``points`` (see module notes).
+
+    Each point is spread over its four nearest grid nodes (bilinear weights) before the
+    blur: snapping it to the nearest node instead would move a lattice whose pitch is not
+    a multiple of the grid cell by up to half a cell, in a pattern that beats at a
+    wavelength far longer than the blur, and the ripple would move the outline.
+    """
+    frac = grid.index(points)
+    base = np.floor(frac).astype(np.int64)
+    t = frac - base
+    w = np.ones(frac.shape[1]) if weights is None else np.asarray(weights, dtype=np.float64)
+    size = grid.shape[0] * grid.shape[1]
+    counts = np.zeros(size)
+    for dr, dc in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        r, c = base[0] + dr, base[1] + dc
+        share = w * (t[0] if dr else 1 - t[0]) * (t[1] if dc else 1 - t[1])
+        ok = (r >= 0) & (r < grid.shape[0]) & (c >= 0) & (c < grid.shape[1])
+        counts += np.bincount(r[ok] * grid.shape[1] + c[ok], weights=share[ok], minlength=size)
+    blurred = ndimage.gaussian_filter(counts.reshape(grid.shape), sigma / grid.cell, mode="constant")
+    at_points = ndimage.map_coordinates(blurred, frac, order=1, mode="constant", cval=0.0)
     level = np.percentile(at_points, _LEVEL_PERCENTILE) if at_points.size else 1.0
     return np.clip(blurred / max(level, 1e-12), 0.0, 1.0)
 
@@ -80,6 +92,10 @@ class TissueImage:
         Blur width and grid spacing (micrometres).
     weights
         Optional per-point tissue share (partly covered edge pixels).
+    image
+        The tissue of an H&E image (``_tissue_image.ImageTissue``): drawn instead of the
+        points' density, and its whole extent is where the modality measured (``window``
+        and ``pad`` are then the image's).
     """
 
     def __init__(
@@ -90,13 +106,16 @@ class TissueImage:
         sigma: float,
         cell: float,
         weights: np.ndarray | None = None,
+        image=None,
     ):
+        if image is not None:
+            window, pad = image.window.points, image.window.pad
         margin = pad + 3 * sigma + cell
         lo = np.minimum(tissue.min(axis=0), window.min(axis=0)) - margin
         hi = np.maximum(tissue.max(axis=0), window.max(axis=0)) + margin
         self.grid = Grid(lo, hi, cell)
         self.sigma = sigma
-        self.mask = density_mask(tissue, self.grid, sigma, weights)
+        self.mask = density_mask(tissue, self.grid, sigma, weights) if image is None else image.soft_mask(self.grid, sigma)
         self.window = hull_mask(window, pad, self.grid, sigma)
         self._grads = None
 

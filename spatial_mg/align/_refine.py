@@ -16,9 +16,12 @@ measure (a raster that misses part of the section, spots cut off by the capture 
 pulls on nothing, and a pose cannot lower E by moving its window to compare less.
 Matching masks rather than points keeps the scale unbiased (see ``_masks``) and, unlike
 point-to-point ICP/CPD steps, converges in tens of evaluations even though only the
-outline carries information. The precision left (about 12 um at a 100 um spot pitch and
-75 um pixels) is set by how coarsely the spots sample the outline, not by the optimiser;
-what was tried to lower it is in ``benchmarks/results/alignment_notes.md``.
+outline carries information. From spot centres alone the precision left (about 12 um at
+a 100 um spot pitch and 75 um pixels) is set by how coarsely the spots sample the
+outline, not by the optimiser; when the section carries its H&E image, the RNA mask is
+the image's tissue (``_tissue_image``, ``_rna_outline``), whose edge is sharp, and the
+MSI pixels are what is left coarse. What was tried is in
+``benchmarks/results/alignment_notes.md``.
 
 ``MaskAligner.slack`` measures how well the outline pins the pose: how far it can slide
 along the flattest combination of turn, scale and shift before the mismatch rises 20 %.
@@ -167,6 +170,10 @@ class MaskAligner:
         Pitches (micrometres).
     max_cells
         Grid size cap per side (grid spacing a third of the blur or coarser).
+    rna_image
+        The tissue of the section's H&E image (``_tissue_image.ImageTissue``), drawn as the
+        RNA mask instead of the spots', or ``None``. Its edge is sharp, so the common blur
+        is then set by the MSI pitch alone.
     """
 
     def __init__(
@@ -179,10 +186,14 @@ class MaskAligner:
         msi_spacing: float,
         rna_spacing: float,
         max_cells: int = 800,
+        rna_image=None,
     ):
         self.msi_tissue, self.msi_window = msi_tissue, msi_window
         self.rna, self.rna_window = rna, rna_window
+        self.rna_image = rna_image
         self.msi_spacing, self.rna_spacing = msi_spacing, rna_spacing
+        # how coarsely the RNA side draws its outline: the spot pitch, or the image's pixel
+        self.rna_edge = rna_spacing if rna_image is None else rna_image.um_per_px
         self.max_cells = max_cells
         self.anchor = rna.mean(axis=0)
         self.length = float(np.sqrt(((rna - self.anchor) ** 2).sum(axis=1).mean())) or 1.0
@@ -198,27 +209,41 @@ class MaskAligner:
             section.rna_window,
             msi_spacing=section.msi_pixel_size_um,
             rna_spacing=section.rna_spacing_um,
+            rna_image=section.rna_outline.image,
         )
 
     def _build(self, sigma_msi: float, sigma_rna: float) -> None:
-        key = (round(sigma_msi, 6), round(sigma_rna, 6))
-        if key not in self._images:
-            extent = max(np.ptp(self.rna_window.points, axis=0).max(), np.ptp(self.msi_window.points, axis=0).max())
-            cell = max(min(sigma_msi, sigma_rna) / 3, extent / self.max_cells)
-            # a blur narrower than 1.5 grid cells would alias on the grid
-            self._images[key] = (
-                TissueImage(self.msi_tissue, self.msi_window.points, self.msi_window.pad, max(sigma_msi, 1.5 * cell), cell),
-                TissueImage(self.rna, self.rna_window.points, self.rna_window.pad, max(sigma_rna, 1.5 * cell), cell),
+        rna_extent = (self.rna_window if self.rna_image is None else self.rna_image.window).points
+        extent = max(np.ptp(rna_extent, axis=0).max(), np.ptp(self.msi_window.points, axis=0).max())
+        cell = max(min(sigma_msi, sigma_rna) / 3, extent / self.max_cells)
+        # each side cached by its own blur and grid: an RNA image drawn at a blur that does
+        # not follow the pose's scale is built once
+        src_key, dst_key = ("msi", round(sigma_msi, 6), round(cell, 6)), ("rna", round(sigma_rna, 6), round(cell, 6))
+        # a blur narrower than 1.5 grid cells would alias on the grid
+        if src_key not in self._images:
+            self._images[src_key] = TissueImage(
+                self.msi_tissue, self.msi_window.points, self.msi_window.pad, max(sigma_msi, 1.5 * cell), cell
             )
-        self.src, self.dst = self._images[key]
+        if dst_key not in self._images:
+            self._images[dst_key] = TissueImage(
+                self.rna, self.rna_window.points, self.rna_window.pad, max(sigma_rna, 1.5 * cell), cell, image=self.rna_image
+            )
+        self.src, self.dst = self._images[src_key], self._images[dst_key]
 
     def _images_for(self, pose: Pose) -> float:
         """Use the images blurred for ``pose``'s scale; return the blur ``h`` (RNA um).
 
         The same blur on both sides, in RNA micrometres: the coarser of the two pitches.
+        With the image's outline the MSI pitch alone sets it, taken at scale 1 (both sides
+        are micrometres, and scales stay within a few percent of 1), so that the RNA image
+        and its grid stay the same for every pose and mismatches of poses of different
+        scale compare on the same footing.
         """
         s = abs(pose.scale)
-        h = max(s * self.msi_spacing, self.rna_spacing)
+        if self.rna_image is None:
+            h = max(s * self.msi_spacing, self.rna_spacing)
+        else:
+            h = max(self.msi_spacing, self.rna_edge)
         self._build(h / s, h)
         return h
 

@@ -6,7 +6,9 @@ function that says what it decides and why:
 1. :func:`prepare_section` (``_section``): both sides in micrometres, checked; pixels the
    MSI did not acquire (empty spectra) left out (``_acquired``); the MSI values read on
    whatever scale they come (``_intensity_scale``) and the background removed
-   (``_background``); where each modality measured.
+   (``_background``); where each modality measured; the RNA side's tissue outline: the
+   H&E image's tissue when the spots carry an image that fits them (``_rna_outline``,
+   ``_tissue_image``), else the spot centres'.
 2. :func:`couple` (``_candidates``): moscot's ``AlignmentProblem`` couples an even
    subsample of each side by Gromov-Wasserstein (geometry only) or fused GW (with shared
    features), unbalanced so that partial overlap is allowed, with the solver settings of
@@ -90,6 +92,7 @@ def register(
     device: str | None = None,
     solve_kwargs: dict | None = None,
     coupling: str = "moscot",
+    tissue_image: str | None = "auto",
 ) -> RegistrationResult:
     """Register MSI pixels onto STR spots.
 
@@ -147,6 +150,14 @@ def register(
         ``"moscot"`` (default): the optimal-transport coupling. ``"nearest"``: no optimal
         transport; each sampled pixel is coupled to the nearest sampled spot under the
         outline search's best pose (``_nearest``): the ablation that shows what moscot adds.
+    tissue_image
+        ``"auto"`` (default): when the spots carry their H&E image (``uns["spatial"]``, or
+        an image element of the SpatialData) and it fits them, the RNA side's tissue
+        outline is the image's (stain against glass, ``_tissue_image``) instead of the
+        in-tissue spot centres'; an image without it, with scale factors that disagree
+        with the spot grid, or of another section (a warning) falls back to the spots
+        (``_rna_outline``). ``None``: the spots' outline. ``qc.details["rna_outline"]``
+        says which was used and why.
 
     Returns
     -------
@@ -156,7 +167,7 @@ def register(
     residual, scale, rotation, reflection, confidence and its reason).
     """
     start = time.perf_counter()
-    rna, msi = as_anndata(rna, "rna", load_images=False), as_anndata(msi, "msi")
+    rna, msi = as_anndata(rna, "rna", load_images=tissue_image is not None), as_anndata(msi, "msi")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
     if transform not in TRANSFORMS:
@@ -179,7 +190,9 @@ def register(
     # one progress line per stage: a registration takes a minute or two on real sections
     stages = Stages(log, "registration", (8 if refine_fit else 6) if method == "moscot" else 3)
     with stages("prepare"):
-        section = prepare_section(rna, msi, msi_pixel_size_um=msi_pixel_size_um, msi_mask=msi_mask, tic_threshold=tic_threshold)
+        section = prepare_section(
+            rna, msi, msi_pixel_size_um=msi_pixel_size_um, msi_mask=msi_mask, tic_threshold=tic_threshold, tissue_image=tissue_image
+        )
     notes = [] if section.rna_units_known else ["rna.uns['spatial_mg'] does not record micrometres (assumed)"]
     coupled = residual = None
     if method == "landmarks":
@@ -221,6 +234,7 @@ def register(
         "n_angles": n_angles,
         "device": device,
         "coupling": coupling,
+        "tissue_image": tissue_image,
     }
     return RegistrationResult(
         pose=pose,

