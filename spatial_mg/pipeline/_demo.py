@@ -158,10 +158,11 @@ def run_demo(
 
 
 def _demo_files(config: DemoConfig, cache: Path) -> tuple[list[SectionFiles], np.ndarray, dict]:
-    """Write the synthetic sections once per configuration; later runs reuse the files."""
-    from ..sim import synthetic_vicari
+    """Write the synthetic sections once per configuration and generator version; later runs reuse the files."""
+    from ..sim import GENERATOR_VERSION, synthetic_vicari
 
-    key = "-".join(f"{k}{v}" for k, v in sorted(asdict(config).items()) if k != "max_epochs")
+    settings = "-".join(f"{k}{v}" for k, v in sorted(asdict(config).items()) if k != "max_epochs")
+    key = f"v{GENERATOR_VERSION}-{settings}"  # files of an older generator are not reused
     root = cache / key
     if not (root / "peaks.csv").is_file():
         data = synthetic_vicari(

@@ -29,6 +29,6 @@ different modalities) for integration and query mapping.
 from ._containers import SyntheticSection, SyntheticVicari
 from ._paired_truth import paired_truth
 from ._synthetic_mosaic import synthetic_mosaic
-from ._synthetic_vicari import synthetic_vicari
+from ._synthetic_vicari import GENERATOR_VERSION, synthetic_vicari
 
-__all__ = ["SyntheticSection", "SyntheticVicari", "paired_truth", "synthetic_mosaic", "synthetic_vicari"]
+__all__ = ["GENERATOR_VERSION", "SyntheticSection", "SyntheticVicari", "paired_truth", "synthetic_mosaic", "synthetic_vicari"]
