@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One GPU check for a lent device machine (H100/H200; Python 3.12 with torch, jax, numpy there).
-# The project's pure-Python dependencies missing there travel as wheels in .whl/ (see
-# benchmarks/README.md); figures land in $OUT as JSON lines.
+# The project's pure-Python dependencies missing there travel as wheels in .whl/ (built
+# beforehand with pip wheel); figures land in $OUT as JSON lines.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_out}
 mkdir -p "$OUT"

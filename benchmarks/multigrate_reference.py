@@ -9,6 +9,15 @@ counts and metabolites), with two changes that make it time what ``throughput.py
 no validation split and no early stopping, and the first epoch (start-up) not counted.
 
     python benchmarks/multigrate_reference.py data.h5mu --epochs 3
+
+Its environment, once: multigrate 1.0.1 and scvi-tools 1.4.3 declare Python >= 3.12; on
+3.11 they install and run with ``--ignore-requires-python``, held to this project's
+versions of the shared packages (else pip reaches for releases that need 3.12)::
+
+    python3.11 -m venv mgvenv
+    .venv/bin/pip freeze | grep -v spatial > constraints.txt
+    mgvenv/bin/pip install --ignore-requires-python -c constraints.txt \
+        scvi-tools==1.4.3 multigrate==1.0.1 torch==2.13.0
 """
 
 from __future__ import annotations
