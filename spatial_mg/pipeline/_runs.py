@@ -163,7 +163,14 @@ def run_train(
             "calibrating the intervals across sections (the default) refits the model on all sections but one, held in "
             "memory, which on_disk (--on-disk) is there to avoid: pass calibrate=False (--no-calibration), or train in memory"
         )
-    from ..model._distributed import is_main_process
+    from ..model._distributed import is_main_process, launched_by_torchrun
+
+    if on_disk and launched_by_torchrun():
+        raise ValueError(
+            "on_disk (--on-disk) under torchrun would have every rank stack the sections into its own copy: stack them "
+            "once (spatial_mg.pipeline.stack_sections_on_disk, or train --on-disk in one process) and launch a script "
+            "that opens the stacked files backed on every rank, or train in memory"
+        )
 
     with ExitStack() as stack:
         if not is_main_process():  # another rank of a torchrun launch: rank 0 writes the results

@@ -54,7 +54,10 @@ def test_training_on_the_disk_stack_gives_the_in_memory_result(aligned, tmp_path
         close_backed(on_disk)
     assert a.registry.batch_key == b.registry.batch_key == "section"
     losses = [c for c in a.history.columns if c.startswith(("train_", "val_"))]
-    np.testing.assert_allclose(b.history[losses].to_numpy(), a.history[losses].to_numpy(), rtol=1e-4)
+    # the feature moments are summed over chunks on disk: equal to float rounding (~1e-6),
+    # a difference that the later epochs carry along, mostly in the small KL term
+    np.testing.assert_allclose(b.history[losses].to_numpy()[0], a.history[losses].to_numpy()[0], rtol=1e-4)
+    np.testing.assert_allclose(b.history[losses].to_numpy(), a.history[losses].to_numpy(), rtol=1e-3, atol=1e-3)
 
 
 def test_run_train_on_disk_writes_the_model_and_removes_its_scratch(pairs_files, tmp_path):
@@ -81,3 +84,11 @@ def test_the_cli_trains_from_disk(pairs_files, tmp_path):
         assert main(argv) == 0
     assert "read from disk" in out.getvalue()
     assert (tmp_path / "cli" / "model").is_dir()
+
+
+def test_on_disk_under_torchrun_is_refused_naming_what_to_do(pairs_files, tmp_path, monkeypatch):
+    for key, value in {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ValueError, match="every rank stack"):
+        run_train(pairs=pairs_files, out=tmp_path / "out", max_epochs=1, accelerator="cpu", calibrate=False, on_disk=True)
+    assert not (tmp_path / "out").exists()
