@@ -20,7 +20,8 @@ outline carries information. From spot centres alone the precision left (about 1
 a 100 um spot pitch and 75 um pixels) is set by how coarsely the spots sample the
 outline, not by the optimiser; when the section carries its H&E image, the RNA mask is
 the image's tissue (``_tissue_image``, ``_rna_outline``), whose edge is sharp, and the
-MSI pixels are what is left coarse. What was tried is in
+MSI pixels are what is left coarse. Each MSI edge pixel is drawn by the share of it the
+tissue covers, read from its signal (``_partial_volume``), when the intensities allow. What was tried is in
 ``benchmarks/results/alignment_notes.md``.
 
 ``MaskAligner.slack`` measures how well the outline pins the pose: how far it can slide

@@ -6,7 +6,8 @@ function that says what it decides and why:
 1. :func:`prepare_section` (``_section``): both sides in micrometres, checked; pixels the
    MSI did not acquire (empty spectra) left out (``_acquired``); the MSI values read on
    whatever scale they come (``_intensity_scale``) and the background removed
-   (``_background``); where each modality measured; the RNA side's tissue outline: the
+   (``_background``), and each edge pixel's tissue share read from its signal
+   (``_partial_volume``); where each modality measured; the RNA side's tissue outline: the
    H&E image's tissue when the spots carry an image that fits them (``_rna_outline``,
    ``_tissue_image``), else the spot centres'.
 2. :func:`couple` (``_candidates``): moscot's ``AlignmentProblem`` couples an even
