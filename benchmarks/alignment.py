@@ -27,6 +27,9 @@ Prints one JSON line per part (``--parts``, default all):
 - ``real``: the SMA section in tests/data (Vicari et al. 2024, V11L12-038_D1): MSI pixel
   positions registered onto the in-tissue spots from coordinates alone, compared with the
   least-squares similarity through the 10 hand-placed landmarks (median over pixels).
+- ``--msi-edge hard`` counts every MSI pixel as tissue or background (0 / 1) in the
+  outline terms; the default ``soft`` counts each edge pixel by the share of it its
+  signal shows the tissue covers (``register(msi_edge=...)``, partial volume).
 - ``--tissue-image none`` registers every section of the parts above from the spots'
   outline alone (``register(tissue_image=None)``); the default ``auto`` uses the H&E
   image the spots carry (the generator's lowres image; the real section's lowres H&E)
@@ -187,7 +190,7 @@ def run_synthetic(args, part: str = "synthetic", coverage: str | None = None) ->
         if args.he_resolution == "hires":
             s.rna = _with_hires(s)
         start = time.perf_counter()
-        reg = smg.align.register(s.rna, s.msi, device=args.device, tissue_image=args.tissue_image)
+        reg = smg.align.register(s.rna, s.msi, device=args.device, tissue_image=args.tissue_image, msi_edge=args.msi_edge)
         seconds = time.perf_counter() - start
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -215,6 +218,7 @@ def run_synthetic(args, part: str = "synthetic", coverage: str | None = None) ->
                 "reason": reg.qc.reason,
                 "rna_outline_source": reg.qc.details.get("rna_outline_source"),
                 "rna_outline": reg.qc.details.get("rna_outline"),
+                "msi_edge_source": reg.qc.details.get("msi_edge_source"),
                 "chosen": reg.qc.details.get("chosen"),
                 "plan_agreement": reg.qc.details.get("plan_agreement"),
                 "pose_drift_um": reg.qc.details.get("pose_drift_um"),
@@ -224,7 +228,7 @@ def run_synthetic(args, part: str = "synthetic", coverage: str | None = None) ->
                 "n_spots": s.rna.n_obs,
                 "n_paired": mdata.n_obs,
                 **pairing_truth(mdata, s.msi, reg, s.affine, s.rna),
-                **(ablation(s, reg, pts, args.device, args.tissue_image) if args.ablate else {}),
+                **(ablation(s, reg, pts, args.device, args.tissue_image, args.msi_edge) if args.ablate else {}),
             }
         )
         print(json.dumps({"benchmark": "alignment", **rows[-1], "part": f"{part}_seed"}), file=sys.stderr, flush=True)
@@ -238,6 +242,7 @@ def run_synthetic(args, part: str = "synthetic", coverage: str | None = None) ->
             "ablate": args.ablate,
             "tissue_image": args.tissue_image,
             "he_resolution": args.he_resolution,
+            "msi_edge": args.msi_edge,
             "rna_outline_sources": sorted({str(r["rna_outline_source"]) for r in rows}),
             **qc_confusion(rows),
             "seeds": [r["seed"] for r in rows],
@@ -296,8 +301,13 @@ def run_qc_probe(args) -> list[dict]:
                 f"turn_{PROBE_TURN_DEG:.0f}deg": Pose.similarity(1.0, PROBE_TURN_DEG, False, centre - turn.apply(centre[None])[0])
                 @ truth,
             }
-            qcs = {kind: smg.align.assess_pose(s.rna, s.msi, pose, tissue_image=args.tissue_image) for kind, pose in poses.items()}
-            plan = smg.align.register(s.rna, s.msi, device=args.device, refine_fit=False, tissue_image=args.tissue_image)
+            qcs = {
+                kind: smg.align.assess_pose(s.rna, s.msi, pose, tissue_image=args.tissue_image, msi_edge=args.msi_edge)
+                for kind, pose in poses.items()
+            }
+            plan = smg.align.register(
+                s.rna, s.msi, device=args.device, refine_fit=False, tissue_image=args.tissue_image, msi_edge=args.msi_edge
+            )
             poses["plan_fit"], qcs["plan_fit"] = plan.pose, plan.qc
             for kind, pose in poses.items():
                 err = np.linalg.norm(pose.apply(pts) - truth.apply(pts), axis=1)
@@ -321,6 +331,7 @@ def run_qc_probe(args) -> list[dict]:
             "n_spots": args.n_spots,
             "msi_coverage": args.coverage,
             "tissue_image": args.tissue_image,
+            "msi_edge": args.msi_edge,
             "n_poses": len(rows),
             **qc_confusion(rows),
         },
@@ -333,12 +344,14 @@ def run_partial(args) -> list[dict]:
     return run_synthetic(args, part="partial", coverage=args.coverage)
 
 
-def ablation(section, reg, pts: np.ndarray, device, tissue_image: str | None = "auto") -> dict:
+def ablation(section, reg, pts: np.ndarray, device, tissue_image: str | None = "auto", msi_edge: str = "soft") -> dict:
     """``--ablate``: the same section registered with moscot's coupling replaced by a nearest-neighbour one."""
     import spatial_mg as smg
 
     start = time.perf_counter()
-    nearest = smg.align.register(section.rna, section.msi, device=device, coupling="nearest", tissue_image=tissue_image)
+    nearest = smg.align.register(
+        section.rna, section.msi, device=device, coupling="nearest", tissue_image=tissue_image, msi_edge=msi_edge
+    )
     err = nearest.distance_to(section.affine, pts)
     return {
         "nearest_median_error_um": float(np.median(err)),
@@ -362,7 +375,7 @@ def run_real(args) -> None:
 
     rna, msi, landmark_fit, (msi_marks, rna_marks) = load_sma()
     start = time.perf_counter()
-    reg = smg.align.register(rna, msi, device=args.device, tissue_image=args.tissue_image)
+    reg = smg.align.register(rna, msi, device=args.device, tissue_image=args.tissue_image, msi_edge=args.msi_edge)
     seconds = time.perf_counter() - start
     pts = msi.obsm["spatial"]
     dist = reg.distance_to(landmark_fit, pts)
@@ -379,6 +392,7 @@ def run_real(args) -> None:
             "ours": {k: getattr(reg.qc, k) for k in ("scale", "rotation_deg", "reflection", "confidence", "reason")},
             "tissue_image": args.tissue_image,
             "rna_outline": reg.qc.details.get("rna_outline"),
+            "msi_edge": reg.qc.details.get("msi_edge"),
             "pose_spread_um": reg.qc.details.get("pose_spread_um"),
             "landmark_fit": landmark_fit.parts(),
             "seconds": seconds,
@@ -497,6 +511,12 @@ def main() -> None:
         default="auto",
         choices=("auto", "none"),
         help="auto: the RNA outline from the spots' H&E image when it fits them; none: from the spot centres",
+    )
+    parser.add_argument(
+        "--msi-edge",
+        default="soft",
+        choices=("soft", "hard"),
+        help="soft: MSI edge pixels count by the tissue share their signal shows (partial volume); hard: 0 / 1",
     )
     parser.add_argument(
         "--he-resolution",

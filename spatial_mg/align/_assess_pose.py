@@ -36,6 +36,7 @@ def assess_pose(
     msi_pixel_size_um: float | None = None,
     n_angles: int = 72,
     tissue_image: str | None = "auto",
+    msi_edge: str = "soft",
 ) -> RegistrationQC:
     """The QC of ``pose`` (MSI um -> STR um) on this section, as :func:`register` computes it.
 
@@ -45,7 +46,7 @@ def assess_pose(
         The section, as for :func:`register`.
     pose
         A :class:`Pose`, a 3 x 3 matrix, or a :class:`RegistrationResult` (its pose).
-    shared_features, scale, msi_mask, tic_threshold, msi_pixel_size_um, n_angles, tissue_image
+    shared_features, scale, msi_mask, tic_threshold, msi_pixel_size_um, n_angles, tissue_image, msi_edge
         As for :func:`register`: what the rival poses may use, and how the MSI tissue is
         found. Use the same values the pose was made with.
 
@@ -58,7 +59,8 @@ def assess_pose(
     pose = pose if isinstance(pose, Pose) else Pose(pose)
     rna, msi = as_anndata(rna, "rna", load_images=tissue_image is not None), as_anndata(msi, "msi")
     section = prepare_section(
-        rna, msi, msi_pixel_size_um=msi_pixel_size_um, msi_mask=msi_mask, tic_threshold=tic_threshold, tissue_image=tissue_image
+        rna, msi, msi_pixel_size_um=msi_pixel_size_um, msi_mask=msi_mask, tic_threshold=tic_threshold, tissue_image=tissue_image,
+        msi_edge=msi_edge,
     )
     features = shared_feature_matrices(rna, msi, shared_features, section.tissue.mask)
     aligner = MaskAligner.for_section(section)

@@ -20,7 +20,8 @@ outline carries information. From spot centres alone the precision left (about 1
 a 100 um spot pitch and 75 um pixels) is set by how coarsely the spots sample the
 outline, not by the optimiser; when the section carries its H&E image, the RNA mask is
 the image's tissue (``_tissue_image``, ``_rna_outline``), whose edge is sharp, and the
-MSI pixels are what is left coarse. What was tried is in
+MSI pixels are what is left coarse. Each MSI edge pixel is drawn by the share of it the
+tissue covers, read from its signal (``_partial_volume``), when the intensities allow. What was tried is in
 ``benchmarks/results/alignment_notes.md``.
 
 ``MaskAligner.slack`` measures how well the outline pins the pose: how far it can slide
@@ -174,6 +175,9 @@ class MaskAligner:
         The tissue of the section's H&E image (``_tissue_image.ImageTissue``), drawn as the
         RNA mask instead of the spots', or ``None``. Its edge is sharp, so the common blur
         is then set by the MSI pitch alone.
+    msi_edge, msi_edge_share
+        The pixels with any tissue share and their shares (``_partial_volume``), drawn as
+        the MSI mask instead of ``msi_tissue`` at 0 / 1, or ``None``.
     """
 
     def __init__(
@@ -187,8 +191,11 @@ class MaskAligner:
         rna_spacing: float,
         max_cells: int = 800,
         rna_image=None,
+        msi_edge: np.ndarray | None = None,
+        msi_edge_share: np.ndarray | None = None,
     ):
         self.msi_tissue, self.msi_window = msi_tissue, msi_window
+        self.msi_edge, self.msi_edge_share = msi_edge, msi_edge_share
         self.rna, self.rna_window = rna, rna_window
         self.rna_image = rna_image
         self.msi_spacing, self.rna_spacing = msi_spacing, rna_spacing
@@ -210,6 +217,8 @@ class MaskAligner:
             msi_spacing=section.msi_pixel_size_um,
             rna_spacing=section.rna_spacing_um,
             rna_image=section.rna_outline.image,
+            msi_edge=section.msi_edge_um,
+            msi_edge_share=section.msi_edge_share,
         )
 
     def _build(self, sigma_msi: float, sigma_rna: float) -> None:
@@ -221,8 +230,10 @@ class MaskAligner:
         src_key, dst_key = ("msi", round(sigma_msi, 6), round(cell, 6)), ("rna", round(sigma_rna, 6), round(cell, 6))
         # a blur narrower than 1.5 grid cells would alias on the grid
         if src_key not in self._images:
+            # partly covered edge pixels drawn in proportion to their share, when known
+            points, share = (self.msi_tissue, None) if self.msi_edge is None else (self.msi_edge, self.msi_edge_share)
             self._images[src_key] = TissueImage(
-                self.msi_tissue, self.msi_window.points, self.msi_window.pad, max(sigma_msi, 1.5 * cell), cell
+                points, self.msi_window.points, self.msi_window.pad, max(sigma_msi, 1.5 * cell), cell, weights=share
             )
         if dst_key not in self._images:
             self._images[dst_key] = TissueImage(

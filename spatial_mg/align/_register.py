@@ -6,7 +6,8 @@ function that says what it decides and why:
 1. :func:`prepare_section` (``_section``): both sides in micrometres, checked; pixels the
    MSI did not acquire (empty spectra) left out (``_acquired``); the MSI values read on
    whatever scale they come (``_intensity_scale``) and the background removed
-   (``_background``); where each modality measured; the RNA side's tissue outline: the
+   (``_background``), and each edge pixel's tissue share read from its signal
+   (``_partial_volume``); where each modality measured; the RNA side's tissue outline: the
    H&E image's tissue when the spots carry an image that fits them (``_rna_outline``,
    ``_tissue_image``), else the spot centres'.
 2. :func:`couple` (``_candidates``): moscot's ``AlignmentProblem`` couples an even
@@ -63,6 +64,7 @@ from ._verify import verify
 
 METHODS = ("moscot", "landmarks")
 COUPLINGS = ("moscot", "nearest")
+MSI_EDGES = ("soft", "hard")
 TRANSFORMS = ("similarity", "affine")
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,7 @@ def register(
     solve_kwargs: dict | None = None,
     coupling: str = "moscot",
     tissue_image: str | None = "auto",
+    msi_edge: str = "soft",
 ) -> RegistrationResult:
     """Register MSI pixels onto STR spots.
 
@@ -158,6 +161,13 @@ def register(
         with the spot grid, or of another section (a warning) falls back to the spots
         (``_rna_outline``). ``None``: the spots' outline. ``qc.details["rna_outline"]``
         says which was used and why.
+    msi_edge
+        ``"soft"`` (default): the MSI side's tissue outline counts each edge pixel by the
+        share of it the tissue covers, read from its signal between the local background
+        and tissue levels (``_partial_volume``); where that cannot be read (no
+        intensities, a given ``msi_mask`` or ``tic_threshold``, intensities not bimodal)
+        the pixels count 0 / 1 and ``qc.details["msi_edge"]`` says why. ``"hard"``: 0 / 1
+        always.
 
     Returns
     -------
@@ -174,6 +184,8 @@ def register(
         raise ValueError(f"transform must be one of {TRANSFORMS}, got {transform!r}.")
     if coupling not in COUPLINGS:
         raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}.")
+    if msi_edge not in MSI_EDGES:
+        raise ValueError(f"msi_edge must be one of {MSI_EDGES}, got {msi_edge!r}.")
     settings = TransportSettings(
         n_subsample=n_subsample,
         alpha=alpha,
@@ -191,7 +203,13 @@ def register(
     stages = Stages(log, "registration", (8 if refine_fit else 6) if method == "moscot" else 3)
     with stages("prepare"):
         section = prepare_section(
-            rna, msi, msi_pixel_size_um=msi_pixel_size_um, msi_mask=msi_mask, tic_threshold=tic_threshold, tissue_image=tissue_image
+            rna,
+            msi,
+            msi_pixel_size_um=msi_pixel_size_um,
+            msi_mask=msi_mask,
+            tic_threshold=tic_threshold,
+            tissue_image=tissue_image,
+            msi_edge=msi_edge,
         )
     notes = [] if section.rna_units_known else ["rna.uns['spatial_mg'] does not record micrometres (assumed)"]
     coupled = residual = None
@@ -235,6 +253,7 @@ def register(
         "device": device,
         "coupling": coupling,
         "tissue_image": tissue_image,
+        "msi_edge": msi_edge,
     }
     return RegistrationResult(
         pose=pose,

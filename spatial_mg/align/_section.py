@@ -53,6 +53,11 @@ class Section:
         and why, in words.
     n_msi, n_rna
         Pixels and spots in the AnnData objects.
+    msi_edge_um, msi_edge_share
+        The MSI side's tissue for the outline terms: the pixels with any tissue share and
+        their shares (partly covered edge pixels count in proportion, ``_partial_volume``);
+        ``None`` when the outline is drawn from the tissue pixels at 0 / 1
+        (``msi_edge_rule`` says why).
     """
 
     tissue: TissueMask
@@ -69,6 +74,9 @@ class Section:
     n_msi: int
     n_rna: int
     rna_outline: RnaOutline = field(default_factory=lambda: RnaOutline(None, "spot centres"))
+    msi_edge_um: np.ndarray | None = None
+    msi_edge_share: np.ndarray | None = None
+    msi_edge_rule: str = "0 / 1 edge"
 
     @property
     def pitch(self) -> float:
@@ -90,6 +98,8 @@ class Section:
             "rna_window": self.rna_window_rule,
             "rna_outline": self.rna_outline.rule,
             "rna_outline_source": "image" if self.rna_outline.image is not None else "spots",
+            "msi_edge": self.msi_edge_rule,
+            "msi_edge_source": "partial volume" if self.msi_edge_share is not None else "0 / 1",
         }
 
 
@@ -101,6 +111,7 @@ def prepare_section(
     msi_mask,
     tic_threshold: float | None,
     tissue_image: str | None = None,
+    msi_edge: str = "soft",
 ) -> Section:
     """Read and check both sides of a section (arguments as :func:`register`'s)."""
     pixel_um = msi_pixel_size(msi, msi_pixel_size_um)
@@ -123,6 +134,15 @@ def prepare_section(
     # the other modality cannot see them
     min_area = max(pixel_um, rna_spacing) ** 2
     outline = rna_outline(rna, rna_um, rna_spacing, tissue_image=tissue_image, min_area_um2=min_area)
+    edge_um = edge_share = None
+    if msi_edge == "hard":
+        edge_rule = "0 / 1 edge (msi_edge='hard')"
+    elif tissue.share is None:
+        edge_rule = tissue.share_rule
+    else:
+        some = tissue.share > 0
+        edge_um, edge_share = check_points(msi_all[some], "The MSI edge pixels"), tissue.share[some]
+        edge_rule = tissue.share_rule
     return Section(
         tissue=tissue,
         msi_um=msi_um,
@@ -138,6 +158,9 @@ def prepare_section(
         n_msi=int(msi.n_obs),
         n_rna=int(rna.n_obs),
         rna_outline=outline,
+        msi_edge_um=edge_um,
+        msi_edge_share=edge_share,
+        msi_edge_rule=edge_rule,
     )
 
 
@@ -148,4 +171,10 @@ def _tissue_where_acquired(msi: ad.AnnData, acquired: np.ndarray, msi_mask, tic_
     found = tissue_mask(msi[acquired], None, tic_threshold)
     mask = np.zeros(msi.n_obs, dtype=bool)
     mask[acquired] = found.mask
-    return TissueMask(mask, found.rule + "; pixels not acquired are not tissue", found.threshold)
+    share = None
+    if found.share is not None:
+        share = np.zeros(msi.n_obs)
+        share[acquired] = found.share
+    return TissueMask(
+        mask, found.rule + "; pixels not acquired are not tissue", found.threshold, share=share, share_rule=found.share_rule
+    )

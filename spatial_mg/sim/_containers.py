@@ -36,7 +36,9 @@ class SyntheticSection:
         Raster pixels x metabolites, as :func:`spatial_mg.io.read_imzml` returns them with
         ``mz_bins=msi.var["mz"]``: float32 intensities, ``obs["x"]``, ``obs["y"]``
         (1-based), ``obs["tic"]`` (whole spectrum), ``obsm["spatial"] = (x, y) * pixel size``
-        in the MSI's own micrometres; plus truth ``obs["in_tissue"]``.
+        in the MSI's own micrometres; plus truth ``obs["in_tissue"]`` (pixel
+        centre on tissue) and ``obs["tissue_cover"]`` (share of the pixel's footprint on
+        tissue: edge pixels integrate the tissue they partly cover).
     affine
         3 x 3 homogeneous similarity mapping ``msi.obsm["spatial"]`` to STR micrometres.
     metabolite_means

@@ -30,7 +30,7 @@ from ._centroids import MIN_NOISE_DISTANCE_PPM, MIN_PEAK_SEPARATION_PPM, spaced_
 from ._containers import SyntheticSection, SyntheticVicari
 from ._expression import GeneProgrammes
 from ._images import LOWRES_PX, SlideRenderer, squidpy_spatial
-from ._msi import N_NOISE_PEAKS, MsiRaster, noise_peak_intensities, observe_intensities, straight_cut
+from ._msi import N_NOISE_PEAKS, MsiRaster, footprint_cover, noise_peak_intensities, observe_intensities, straight_cut
 from ._tissue import SectionPose, TissueModel
 from ._visium_grid import grid_spots, grid_to_um, spot_barcodes
 
@@ -295,11 +295,15 @@ def _section(
     met_field = tissue.sample_metabolite_field(rng)
     background = section_scale * np.exp(tissue.metabolite_base) * tissue.background_fraction
     section_effect = _MsiSectionEffect.sample(rng, tissue, section_scale, msi_section_sd)
+    # each pixel integrates the tissue over its footprint (partial volume at the edge); its
+    # content is taken at its centre
+    depth = tissue.depth(v_px)
+    cover = footprint_cover(raster, msi_um, lambda u: tissue.tissue_weight(pose.to_canonical(u)), depth)
     intensity = observe_intensities(
-        rng, section_effect(section_scale * tissue.metabolite_mean(v_px, met_field)), noise_sd, background
+        rng, section_effect(section_scale * tissue.metabolite_mean(v_px, met_field, cover)), noise_sd, background
     )
-    on_tissue = tissue.depth(v_px) > 0
-    noise_peaks = noise_peak_intensities(rng, on_tissue, float(np.median(background)))
+    on_tissue = depth > 0
+    noise_peaks = noise_peak_intensities(rng, cover, float(np.median(background)))
     acquired = np.ones(len(xy), dtype=bool)
     if msi_coverage is not None and msi_coverage < 1:
         acquired = straight_cut(rng, raster.to_str(msi_um), on_tissue, msi_coverage)
@@ -307,7 +311,8 @@ def _section(
             intensity[~acquired], noise_peaks[~acquired] = 0.0, 0.0
         else:
             xy, msi_um, intensity = xy[acquired], msi_um[acquired], intensity[acquired]
-            on_tissue, noise_peaks, acquired = on_tissue[acquired], noise_peaks[acquired], acquired[acquired]
+            on_tissue, noise_peaks, cover = on_tissue[acquired], noise_peaks[acquired], cover[acquired]
+            acquired = acquired[acquired]
 
     msi_obs = pd.DataFrame(
         {
@@ -315,6 +320,7 @@ def _section(
             "y": xy[:, 1],
             "tic": intensity.sum(axis=1, dtype=np.float64) + noise_peaks.sum(axis=1, dtype=np.float64),
             "in_tissue": on_tissue,
+            "tissue_cover": cover,  # truth: share of the pixel's footprint on tissue
             **({"acquired": acquired} if msi_coverage is not None else {}),
         },
         index=pd.Index([f"px_{a}_{b}" for a, b in xy]),

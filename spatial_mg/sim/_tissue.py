@@ -186,9 +186,14 @@ class TissueModel:
         rho = self.state_fraction
         return self.metabolite_base + self.metabolite_amp * (np.sqrt(rho) * z_state + np.sqrt(1 - rho) * z_field)
 
-    def metabolite_mean(self, v: np.ndarray, field: SmoothField) -> np.ndarray:
-        """Expected intensity: the tissue signal blended into the low off-tissue background at the edge."""
-        return self._blend(v, np.exp(self.metabolite_log_mean(v, field)))
+    def metabolite_mean(self, v: np.ndarray, field: SmoothField, cover: np.ndarray | None = None) -> np.ndarray:
+        """Expected intensity: the tissue signal blended into the low off-tissue background at the edge.
+
+        ``cover``: the share of each point's footprint that lies on tissue (an MSI pixel
+        that straddles the outline, ``_msi.footprint_cover``); ``None``: the soft tissue
+        indicator at the point itself.
+        """
+        return self._blend(v, np.exp(self.metabolite_log_mean(v, field)), cover)
 
     def metabolite_mean_from_states(self, v: np.ndarray) -> np.ndarray:
         """Expected intensity given the cell states alone, the section's own field averaged out.
@@ -202,8 +207,8 @@ class TissueModel:
         log_mean = self.metabolite_base + amp * np.sqrt(rho) * z_state + amp**2 * (1 - rho) / 2
         return self._blend(v, np.exp(log_mean))
 
-    def _blend(self, v: np.ndarray, on_tissue: np.ndarray) -> np.ndarray:
-        w = self.tissue_weight(v)[:, None]
+    def _blend(self, v: np.ndarray, on_tissue: np.ndarray, cover: np.ndarray | None = None) -> np.ndarray:
+        w = (self.tissue_weight(v) if cover is None else np.asarray(cover, dtype=np.float64))[:, None]
         background = np.exp(self.metabolite_base) * self.background_fraction
         return w * on_tissue + (1 - w) * background
 
