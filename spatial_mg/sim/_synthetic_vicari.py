@@ -38,8 +38,9 @@ from ._visium_grid import grid_spots, grid_to_um, spot_barcodes
 # section's own field averaged out): what the best RNA-only predictor can reach
 FROM_STATES_LAYER = "from_states"
 # Bumped whenever the same arguments write other files (caches of written sections key on
-# it): 2 = the H&E images drawn with the true tissue edge at 600 / 2,000 px (2026-11-29).
-GENERATOR_VERSION = 2
+# it): 2 = the H&E images drawn with the true tissue edge at 600 / 2,000 px; 3 = MSI pixels
+# integrate the tissue over their footprint (partial-volume edges) (both 2026-11-29).
+GENERATOR_VERSION = 3
 _SPOT_AREA_UM2 = VISIUM_PITCH_UM**2 * np.sqrt(3) / 2  # one hexagonal grid cell
 _IMAGE_MARGIN_UM = 700.0  # fiducial frame and glass around the capture area
 
