@@ -370,23 +370,34 @@ class PoEModule(nn.Module):
             with poutine.scale(scale=kl_weight):
                 z = pyro.sample("z", diag_normal(loc, 1.0))
             for k, (name, blk) in enumerate(zip(self.names, self.blocks)):
-                x = batch["x"][name]
-                d = blk.distribution(
-                    z, cov, batch["log_library"][name], batch_codes, batch["log_factorial"].get(name), batch["nonzero"].get(name)
-                )
+                d = self._likelihood(k, z, cov, batch_codes, batch)
                 with poutine.scale(scale=self.modality_weights[k]):
-                    pyro.sample(name, d.mask(batch["mask"][k]), obs=blk.observed(x))
+                    pyro.sample(name, d.mask(batch["mask"][k]), obs=blk.observed(batch["x"][name]))
 
     def guide(self, batch: dict, kl_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         n_obs, idx = batch["n_obs"], batch["idx"]
         cov = self.embed(batch["codes"])
-        mask = batch["mask"]
         with poutine.scale(scale=1.0 / n_obs), pyro.plate("cells", n_obs, subsample=idx):
-            mu, logvar = self.experts(batch, cov)
-            shown = self.hide_modalities(mask) if self.training and self.modality_dropout > 0 else mask
+            q, mu, logvar = self._joint_posterior(batch, cov)
             with poutine.scale(scale=kl_weight):
-                pyro.sample("z", self.fuse(mu, logvar, shown))
+                pyro.sample("z", q)
         return mu, logvar
+
+    # pieces of the two programs that the direct loss (loss_terms) calls in the same order
+    def _joint_posterior(self, batch: dict, cov: torch.Tensor):
+        """The guide's joint posterior (one present modality kept at random for a
+        ``modality_dropout`` share of cells in training), and every expert's mean and log-variance."""
+        mu, logvar = self.experts(batch, cov)
+        mask = batch["mask"]
+        shown = self.hide_modalities(mask) if self.training and self.modality_dropout > 0 else mask
+        return self.fuse(mu, logvar, shown), mu, logvar
+
+    def _likelihood(self, k: int, z: torch.Tensor, cov: torch.Tensor, batch_codes: torch.Tensor | None, batch: dict):
+        """The model's distribution of modality ``k`` given ``z``."""
+        name = self.names[k]
+        return self.blocks[k].distribution(
+            z, cov, batch["log_library"][name], batch_codes, batch["log_factorial"].get(name), batch["nonzero"].get(name)
+        )
 
     # --- the loss -----------------------------------------------------------------------
     def loss_terms(self, batch: dict, kl_weight: float = 1.0, traced: bool = False) -> dict[str, torch.Tensor]:
@@ -422,20 +433,14 @@ class PoEModule(nn.Module):
         per_cell = 1.0 / batch["idx"].shape[0]
         # guide: the same calls in the same order as guide(), so the same random draws
         cov = self.embed(batch["codes"])
-        mask = batch["mask"]
-        mu, logvar = self.experts(batch, cov)
-        shown = self.hide_modalities(mask) if self.training and self.modality_dropout > 0 else mask
-        q = self.fuse(mu, logvar, shown)
+        q, mu, _ = self._joint_posterior(batch, cov)
         z = q.rsample()
         # model, at the guide's z
         terms: dict[str, torch.Tensor] = {}
         batch_codes = self._batch_codes(batch["codes"])
         for k, (name, blk) in enumerate(zip(self.names, self.blocks)):
-            d = blk.distribution(
-                z, cov, batch["log_library"][name], batch_codes, batch["log_factorial"].get(name), batch["nonzero"].get(name)
-            )
-            log_p = d.log_prob(blk.observed(batch["x"][name]))
-            terms[f"nll_{name}"] = -torch.where(mask[k], log_p * (per_cell * self.modality_weights[k]), 0.0).sum()
+            log_p = self._likelihood(k, z, cov, batch_codes, batch).log_prob(blk.observed(batch["x"][name]))
+            terms[f"nll_{name}"] = -torch.where(batch["mask"][k], log_p * (per_cell * self.modality_weights[k]), 0.0).sum()
         prior = diag_normal(z.new_zeros(z.shape), 1.0)
         terms["kl_z"] = (_kl(q, prior, z) * (per_cell * kl_weight)).sum()
         terms.update(self._penalties(z, mu, batch))
