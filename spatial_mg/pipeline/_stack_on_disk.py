@@ -46,11 +46,12 @@ def stack_sections_on_disk(sections: Iterable[tuple[str, md.MuData]], folder: st
     folder.mkdir(parents=True, exist_ok=True)
     parts: dict[str, list[Path]] = {mod: [] for mod in PAIRED_MODALITIES}
     acquisitions: dict[str, dict[str, str]] = {}
+    shared: dict[str, str] = {}
     for k, (name, pairs) in enumerate(sections):
         if name in acquisitions:
             raise ValueError(f"Section '{name}' appears more than once: every section needs its own name.")
         acquisitions[name] = _msi_acquisition(pairs, None)
-        _shared_acquisition(acquisitions, mix_matrices)  # refuse a second matrix before writing more
+        shared = _shared_acquisition(acquisitions, mix_matrices)  # refuses a second matrix before writing more
         single = stack_sections({name: pairs}, mix_matrices=mix_matrices)
         for mod, paths in parts.items():
             adata = single[mod]
@@ -61,7 +62,6 @@ def stack_sections_on_disk(sections: Iterable[tuple[str, md.MuData]], folder: st
         del single, pairs
     if not acquisitions:
         raise ValueError("No sections to stack; give at least one section's pairs.")
-    shared = _shared_acquisition(acquisitions, mix_matrices)
     modalities = {}
     for mod, paths in parts.items():
         target = folder / f"{mod}.h5ad"
