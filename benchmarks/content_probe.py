@@ -12,11 +12,17 @@ sweep sections (``benchmarks/alignment.py``'s), with the true pose known:
   share, searched (Nelder-Mead over turn and shift) from the true pose: how far the
   content alone would put the tissue.
 - ``registered_error_um``: ``register``'s pose (outlines), for comparison.
+- ``--fuse 30,100``: ``fused_error_um`` per weight: the pose that minimises, from
+  ``register``'s pose, log(outline mismatch) + weight x log(1 - content share), each
+  relative to its value at ``register``'s pose (Nelder-Mead over turn and shift; the
+  mismatch is ``register``'s own, ``MaskAligner.mismatch``; the content share is taken
+  over the pixels ``register`` called tissue).
 
 Prints one JSON line per seed (stderr) and a summary line (stdout)::
 
     python benchmarks/content_probe.py --seeds 0-9
     python benchmarks/content_probe.py --seeds 0-9 --genes 300 --metabolites 30
+    python benchmarks/content_probe.py --seeds 0-9 --coverage 0.7-0.9 --fuse 30,100
 """
 
 from __future__ import annotations
@@ -73,14 +79,49 @@ def _moved(affine: np.ndarray, p, centre: np.ndarray) -> np.ndarray:
     return turn @ affine
 
 
-def probe(seed: int, args) -> dict:
+def _nelder_mead(objective, step_um: float):
+    simplex = [[0, 0, 0], [step_um, 0, 0], [0, step_um, 0], [0, 0, step_um / 1000]]
+    return minimize(objective, np.zeros(3), method="Nelder-Mead", options={"initial_simplex": simplex, "xatol": 0.3, "fatol": 1e-7})
+
+
+def fused_errors(s, reg, weights, pitch: float, error) -> dict:
+    """``register``'s pose moved to the minimum of log(mismatch) + weight x log(1 - content share), per weight."""
+    from spatial_mg.align import Pose
+    from spatial_mg.align._refine import (
+        MaskAligner,  # no public path: register's own outline mismatch
+    )
+    from spatial_mg.align._section import prepare_section
+
+    section = prepare_section(s.rna, s.msi, msi_pixel_size_um=None, msi_mask=None, tic_threshold=None, tissue_image="auto")
+    aligner = MaskAligner.for_section(section)
+    msi_xy = np.asarray(s.msi.obsm["spatial"], float)[reg.msi_tissue]
+    msi_pcs, spot_pcs = _msi_components(s.msi[reg.msi_tissue]), _rna_components(s.rna)
+    spots_xy = np.asarray(s.rna.obsm["spatial"], float)
+    start = np.asarray(reg.affine, float)
+    centre = msi_xy.mean(axis=0) @ start[:2, :2].T + start[:2, 2]
+    m0 = aligner.mismatch(Pose(start))
+    c0 = 1 - content_r2(start, msi_xy, msi_pcs, spots_xy, spot_pcs, pitch)
+    out = {}
+    for weight in weights:
+
+        def objective(p, weight=weight):
+            moved = _moved(start, p, centre)
+            content = 1 - content_r2(moved, msi_xy, msi_pcs, spots_xy, spot_pcs, pitch)
+            return np.log(aligner.mismatch(Pose(moved)) / m0) + weight * np.log(content / c0)
+
+        out[f"{weight:g}"] = error(_moved(start, _nelder_mead(objective, 10.0).x, centre))
+    return out
+
+
+def probe(seed: int, args, coverage: float | None) -> dict:
     import spatial_mg as smg
 
     s = smg.sim.synthetic_vicari(
         n_sections=1, seed=seed, n_spots=args.n_spots, n_genes=args.genes, n_metabolites=args.metabolites,
-        msi_reflect=bool(seed % 2),
+        msi_reflect=bool(seed % 2), msi_coverage=coverage,
     ).sections[0]
-    tissue = s.msi.obs["in_tissue"].to_numpy(bool)
+    acquired = s.msi.obs["acquired"].to_numpy(bool) if "acquired" in s.msi.obs else np.ones(s.msi.n_obs, bool)
+    tissue = s.msi.obs["in_tissue"].to_numpy(bool) & acquired
     msi_xy = np.asarray(s.msi.obsm["spatial"], float)[tissue]
     spots_xy = np.asarray(s.rna.obsm["spatial"], float)
     msi_pcs, spot_pcs = _msi_components(s.msi[tissue]), _rna_components(s.rna)
@@ -100,18 +141,15 @@ def probe(seed: int, args) -> dict:
             values.append(content_r2(shifted, msi_xy, msi_pcs, spots_xy, spot_pcs, pitch))
         r2[d] = float(np.mean(values))
     centre = msi_xy.mean(axis=0) @ truth[:2, :2].T + truth[:2, 2]
-    best = minimize(
-        lambda p: -content_r2(_moved(truth, p, centre), msi_xy, msi_pcs, spots_xy, spot_pcs, pitch),
-        np.zeros(3),
-        method="Nelder-Mead",
-        options={"initial_simplex": [[0, 0, 0], [20, 0, 0], [0, 20, 0], [0, 0, 0.02]], "xatol": 0.5, "fatol": 1e-6},
-    )
+    best = _nelder_mead(lambda p: -content_r2(_moved(truth, p, centre), msi_xy, msi_pcs, spots_xy, spot_pcs, pitch), 20.0)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         reg = smg.align.register(s.rna, s.msi, device="cpu")
     return {
         "seed": seed,
+        "msi_coverage": coverage,
+        **({"fused_error_um": fused_errors(s, reg, args.fuse, pitch, error)} if args.fuse else {}),
         "content_r2": {str(k): round(v, 5) for k, v in r2.items()},
         "content_only_error_um": error(_moved(truth, best.x, centre)),
         "registered_error_um": error(np.asarray(reg.affine, float)),
@@ -126,26 +164,42 @@ def main() -> None:
     parser.add_argument("--genes", type=int, default=20, help="20 and 10: the alignment sweep's sections")
     parser.add_argument("--metabolites", type=int, default=10)
     parser.add_argument("--shifts", default="20,40,80", type=lambda t: [float(x) for x in t.split(",")])
+    parser.add_argument("--coverage", default=None, help="MSI coverage of the tissue, e.g. 0.8 or 0.7-0.9 (spread over the seeds)")
+    parser.add_argument("--fuse", default="", type=lambda t: [float(x) for x in t.split(",") if x], help="content weights")
     args = parser.parse_args()
     lo, _, hi = args.seeds.partition("-")
     seeds = list(range(int(lo), int(hi or lo) + 1))
+    if args.coverage is None:
+        coverages = [None] * len(seeds)
+    else:
+        first, _, last = args.coverage.partition("-")
+        coverages = list(np.linspace(float(first), float(last or first), len(seeds)))
     rows = []
-    for seed in seeds:
-        rows.append(probe(seed, args))
+    for seed, coverage in zip(seeds, coverages):
+        rows.append(probe(seed, args, None if coverage is None else float(coverage)))
         print(json.dumps({"benchmark": "content_probe", **rows[-1]}), file=sys.stderr, flush=True)
-    drop = {str(d): float(np.median([r["content_r2"]["0"] - r["content_r2"][str(float(d))] for r in rows])) for d in args.shifts}
-    print(json.dumps({
+    def summary(key: str, what) -> float:
+        return float(what([r[key] for r in rows]))
+
+    out = {
         "benchmark": "content_probe",
         "seeds": seeds,
         "genes": args.genes,
         "metabolites": args.metabolites,
+        "coverage": args.coverage,
         "content_r2_at_truth_median": float(np.median([r["content_r2"]["0"] for r in rows])),
-        "content_r2_drop_median": drop,
-        "content_only_error_um_median": float(np.median([r["content_only_error_um"] for r in rows])),
-        "content_only_error_um_max": float(np.max([r["content_only_error_um"] for r in rows])),
-        "registered_error_um_median": float(np.median([r["registered_error_um"] for r in rows])),
-        "registered_error_um_max": float(np.max([r["registered_error_um"] for r in rows])),
-    }), flush=True)
+        "content_r2_drop_median": {
+            str(d): float(np.median([r["content_r2"]["0"] - r["content_r2"][str(float(d))] for r in rows])) for d in args.shifts
+        },
+        "content_only_error_um_median": summary("content_only_error_um", np.median),
+        "content_only_error_um_max": summary("content_only_error_um", np.max),
+        "registered_error_um_median": summary("registered_error_um", np.median),
+        "registered_error_um_max": summary("registered_error_um", np.max),
+    }
+    for weight in rows[0].get("fused_error_um", {}):
+        errors = [r["fused_error_um"][weight] for r in rows]
+        out[f"fused_{weight}_error_um_median"], out[f"fused_{weight}_error_um_max"] = float(np.median(errors)), float(np.max(errors))
+    print(json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":
