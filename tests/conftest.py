@@ -49,7 +49,8 @@ def _feed(h, obj) -> None:
 
     h.update(type(obj).__name__.encode())
     if isinstance(obj, ad.AnnData):
-        for part in (obj.X, obj.obs, obj.var, dict(obj.obsm), dict(obj.varm), dict(obj.layers), dict(obj.uns)):
+        for part in (obj.X, obj.obs, obj.var, dict(obj.obsm), dict(obj.varm), dict(obj.obsp), dict(obj.varp),
+                     dict(obj.layers), dict(obj.uns)):
             _feed(h, part)
     elif sp.issparse(obj):
         obj = sp.csr_matrix(obj)
@@ -100,15 +101,18 @@ class RegistrationCache:
         if not (isinstance(rna, ad.AnnData) and isinstance(msi, ad.AnnData)):
             return None
         h = hashlib.sha256()
-        for part in (rna, msi, kwargs):
-            _feed(h, part)
+        try:
+            for part in (rna, msi, kwargs):
+                _feed(h, part)
+        except (TypeError, ValueError):  # content it cannot hash (an unhashable frame column, say): registered afresh
+            return None
         return h.hexdigest()
 
     @contextlib.contextmanager
     def reused(self):
         import copy
 
-        import spatial_mg.align as align
+        from spatial_mg import align
 
         real = align.register
 
