@@ -33,7 +33,8 @@ def _run(argv: list[str]) -> tuple[int, str, str]:
 def sections(tmp_path_factory):
     root = tmp_path_factory.mktemp("sections")
     # seed 1: S2 registers with high confidence; S1 (a tiny tissue, 100 um pixels) lands about
-    # 55 um off where its outlines agree best, a QC miss recorded in alignment_notes.md
+    # 55 um off where its outlines agree best, a QC miss recorded in alignment_notes.md. The
+    # tests below align S1 with a wrong pixel size only (S1_FLAGS)
     synthetic_vicari(n_sections=2, n_spots=200, n_genes=60, n_metabolites=6, msi_pitch_um=100.0, seed=1).write(root)
     return root
 
@@ -43,15 +44,22 @@ def _align_args(root, name: str) -> list[str]:
     return ["align", "--visium", str(root / name / "outs"), "--msi", str(msi), "--mz-bins", str(root / "peaks.csv")]
 
 
+# S1 with a wrong pixel size (60 um, not 100): it needs a scale of ~1.5, so it is registered and paired
+# but not trusted; with --normalize tic and --msi-scale linear, which must reach the reader and the pairs
+S1_FLAGS = ["--pixel-size-um", "60", "--normalize", "tic", "--msi-scale", "linear"]
+
+
 @pytest.fixture(scope="module")
-def aligned(sections, tmp_path_factory):
-    """Both sections aligned by the CLI: S2 at the default verbosity, S1 with --normalize tic --quiet."""
+def aligned(sections, tmp_path_factory, registration_cache):
+    """Both sections aligned by the CLI: S2 at the default verbosity, S1 with S1_FLAGS and --quiet.
+
+    S1's registration (a real one: nothing registered these inputs before) is kept in
+    ``registration_cache`` for the --strict run of the same inputs below; S2's runs outside it.
+    """
     out = tmp_path_factory.mktemp("aligned")
-    runs = {
-        "S2": _run([*_align_args(sections, "S2"), "--out", str(out / "S2")]),
-        "S1": _run([*_align_args(sections, "S1"), "--normalize", "tic", "--msi-scale", "linear", "--quiet",
-                    "--out", str(out / "S1")]),
-    }
+    runs = {"S2": _run([*_align_args(sections, "S2"), "--out", str(out / "S2")])}
+    with registration_cache.reused():
+        runs["S1"] = _run([*_align_args(sections, "S1"), *S1_FLAGS, "--quiet", "--out", str(out / "S1")])
     return out, runs
 
 
@@ -76,10 +84,9 @@ def test_quiet_prints_only_the_result_and_warnings(aligned):
     assert all(line.startswith("warning: ") for line in stderr.splitlines())
 
 
-def test_quiet_keeps_the_low_confidence_warning_on_one_line(sections, tmp_path):
-    # a wrong pixel size (60 um, not 100) needs a scale of ~1.5: registered, paired, not trusted
-    code, stdout, stderr = _run([*_align_args(sections, "S1"), "--pixel-size-um", "60", "--quiet",
-                                 "--out", str(tmp_path / "low")])
+def test_quiet_keeps_the_low_confidence_warning_on_one_line(aligned):
+    # S1's wrong pixel size (60 um, not 100) needs a scale of ~1.5: registered, paired, not trusted
+    code, stdout, stderr = aligned[1]["S1"]
     assert code == 0
     assert len(stdout.splitlines()) == 1 and stdout.startswith("S1: ") and "confidence low" in stdout
     override, warning = stderr.splitlines()  # no stage lines; the warnings stay visible, one line each
@@ -98,19 +105,22 @@ def test_normalize_tic_reaches_the_reader(aligned, sections):
     msi_file = sections / "S1" / "msi" / "S1.imzML"
     by_mode = {}
     for mode in ("tic", None):
-        section = read_section(sections / "S1" / "outs", msi_file, mz_bins=peaks, normalize=mode)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a low-confidence warning or not: not what this test is about
+            warnings.simplefilter("ignore")  # the pixel-size and low-confidence warnings: not what this test is about
+            section = read_section(sections / "S1" / "outs", msi_file, mz_bins=peaks, normalize=mode, pixel_size_um=60.0)
             by_mode[mode] = pair(section.rna, section.msi, reg)["msi"]
     np.testing.assert_allclose(np.asarray(written.X), np.asarray(by_mode["tic"].X), rtol=1e-6)
     assert not np.allclose(np.asarray(written.X), np.asarray(by_mode[None].X))
 
 
-def test_strict_refuses_a_low_confidence_registration_and_writes_nothing(sections, tmp_path):
+def test_strict_refuses_a_low_confidence_registration_and_writes_nothing(sections, aligned, registration_cache, tmp_path):
     before = sorted(tmp_path.iterdir())
-    # a wrong pixel size (60 um, not 100) needs a scale of ~1.5: registered, but not trusted
-    code, stdout, stderr = _run([*_align_args(sections, "S1"), "--pixel-size-um", "60", "--strict",
-                                 "--out", str(tmp_path / "strict")])
+    # S1's wrong pixel size (60 um, not 100) needs a scale of ~1.5: registered, but not trusted. The inputs
+    # are those of the quiet run in `aligned`, whose registration is reused: what --strict does with it is
+    # the subject here (the quiet run shows that registration is low, and why)
+    with registration_cache.reused():
+        code, stdout, stderr = _run([*_align_args(sections, "S1"), *S1_FLAGS, "--strict",
+                                     "--out", str(tmp_path / "strict")])
     assert code == 2 and stdout == ""
     error = stderr.splitlines()[-1]
     assert error.startswith("spatial-mg align: error: S1: the registration's confidence is low (")

@@ -8,23 +8,23 @@ import anndata as ad
 import pytest
 
 from spatial_mg.cli import main
-from spatial_mg.sim import synthetic_vicari
 
 
 @pytest.fixture(scope="module")
-def sections(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sections")
-    data = synthetic_vicari(n_sections=2, n_spots=200, n_genes=60, n_metabolites=6, msi_pitch_um=100.0, seed=3)
-    data.write(root)
-    return root, data
+def sections(sections_seed3):
+    """Two small synthetic sections (seed 3; the files the pipeline tests read too)."""
+    return sections_seed3
 
 
-def test_align_train_predict_evaluate(tmp_path, sections, capsys):
+def test_align_train_predict_evaluate(tmp_path, sections, sections_seed3_aligned, registration_cache, capsys):
     root, data = sections
     peaks = str(root / "peaks.csv")
     for name in ("S1", "S2"):
         args = ["align", "--visium", str(root / name / "outs"), "--msi", str(root / name / "msi" / f"{name}.imzML")]
-        assert main([*args, "--mz-bins", peaks, "--out", str(tmp_path / name)]) == 0
+        # each section as sections_seed3_aligned registered it (its registration reused: the CLI's steps
+        # around it are the subject; tests/test_cli_flags.py runs the CLI's own registrations)
+        with registration_cache.reused():
+            assert main([*args, "--mz-bins", peaks, "--device", "cpu", "--out", str(tmp_path / name)]) == 0
         assert (tmp_path / name / "pairs.h5mu").is_file() and (tmp_path / name / "spatialdata.zarr").is_dir()
     assert main(["train", "--pairs", str(tmp_path / "S1" / "pairs.h5mu"), "--epochs", "3", "--out", str(tmp_path / "m")]) == 0
     assert main(["predict", "--model", str(tmp_path / "m"), "--visium", str(root / "S2" / "outs"), "--out", str(tmp_path / "p")]) == 0
@@ -62,12 +62,13 @@ def test_missing_path_and_wrong_type_are_clear_errors(tmp_path, sections, capsys
     assert "imzML" in capsys.readouterr().err
 
 
-def test_config_file_fills_flags(tmp_path, sections):
+def test_config_file_fills_flags(tmp_path, sections, sections_seed3_aligned, registration_cache):
     root, _ = sections
     cfg = tmp_path / "run.toml"
     cfg.write_text(
         f'visium = "{root / "S1" / "outs"}"\nmsi = "{root / "S1" / "msi" / "S1.imzML"}"\n'
-        f'mz_bins = "{root / "peaks.csv"}"\nout = "{tmp_path / "from_config"}"\n'
+        f'mz_bins = "{root / "peaks.csv"}"\ndevice = "cpu"\nout = "{tmp_path / "from_config"}"\n'
     )
-    assert main(["align", "--config", str(cfg)]) == 0
+    with registration_cache.reused():  # S1 as sections_seed3_aligned registered it, reused: what the file fills in is the subject
+        assert main(["align", "--config", str(cfg)]) == 0
     assert (tmp_path / "from_config" / "pairs.h5mu").is_file()

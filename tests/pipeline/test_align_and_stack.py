@@ -16,6 +16,8 @@ def test_align_section_returns_a_new_section_with_log_pairs(aligned):
     msi = section.pairs["msi"]
     np.testing.assert_allclose(msi.X, np.log1p(msi.layers["raw"]), rtol=1e-6)
     bare = dataclasses.replace(section, registration=None, pairs=None)
+    # a real registration (outside registration_cache): the same affine again is the check that
+    # register is deterministic, which the cache of tests/conftest.py relies on
     again = align_section(bare, device="cpu", msi_scale="linear")
     assert bare.registration is None and bare.pairs is None  # the input is left as it was
     np.testing.assert_allclose(again.registration.affine, section.registration.affine)

@@ -12,10 +12,11 @@ from spatial_mg.align import RegistrationResult
 from spatial_mg.cli import main
 
 
-def test_align_and_predict_stores_open_at_their_names(written, tmp_path):
+def test_align_and_predict_stores_open_at_their_names(written, aligned, registration_cache, tmp_path):
     root, _, _ = written
-    s1 = ["--visium", str(root / "S1" / "outs"), "--msi", str(root / "S1" / "msi" / "S1.imzML")]
-    assert main(["align", *s1, "--mz-bins", str(root / "peaks.csv"), "--out", str(tmp_path / "S1")]) == 0
+    s1 = ["--visium", str(root / "S1" / "outs"), "--msi", str(root / "S1" / "msi" / "S1.imzML"), "--device", "cpu"]
+    with registration_cache.reused():  # S1 as `aligned` registered it: the stores written around it are the subject
+        assert main(["align", *s1, "--mz-bins", str(root / "peaks.csv"), "--out", str(tmp_path / "S1")]) == 0
     store = tmp_path / "S1" / "spatialdata.zarr"
     aligned = sd.read_zarr(store)  # the store itself, not a folder holding one
     assert not any(p.suffix == ".zarr" for p in store.iterdir())

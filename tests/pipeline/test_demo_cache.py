@@ -7,7 +7,7 @@ from spatial_mg.pipeline._demo import DemoConfig
 
 
 def _small() -> DemoConfig:
-    return DemoConfig(n_sections=2, n_spots=60, n_genes=20, n_metabolites=4)
+    return DemoConfig(n_sections=1, n_spots=60, n_genes=20, n_metabolites=4)  # one section: the key, not the data, is tested
 
 
 def test_sections_of_an_older_generator_are_not_reused(tmp_path, monkeypatch):

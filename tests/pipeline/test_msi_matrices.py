@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from spatial_mg.pipeline import align_section, read_peak_list, read_section, run_train, stack_sections
@@ -19,11 +20,17 @@ def _acquired(section, matrix=None, polarity=None):
 
 
 def test_the_matrix_of_the_files_reaches_the_msi_and_its_pairs(written):
-    root, _, files = written
+    root, data, files = written
     known = dataclasses.replace(files[0], msi_matrix="DHB", msi_polarity="positive")
     section = read_section(known, mz_bins=read_peak_list(root / "peaks.csv"))
     assert section.msi.uns["spatial_mg"]["matrix"] == "DHB" and section.msi.uns["spatial_mg"]["polarity"] == "positive"
-    aligned = align_section(section, device="cpu")
+    # registered by three landmarks on the true pose (the pairing carries the record, whatever registered;
+    # align_section with moscot on these files: the `aligned` fixture)
+    xy = np.asarray(section.msi.obsm["spatial"], float)
+    marks = xy[[xy[:, 0].argmin(), xy[:, 0].argmax(), xy[:, 1].argmax()]]
+    truth = data.sections[0].affine
+    aligned = align_section(section, method="landmarks", landmarks=(marks, marks @ truth[:2, :2].T + truth[:2, 2]))
+    assert aligned.pairs.n_obs > 0.5 * section.rna.n_obs
     assert aligned.pairs["msi"].uns["spatial_mg"]["matrix"] == "DHB"
     assert stack_sections([aligned])["msi"].uns["spatial_mg"] == {"matrix": "DHB", "polarity": "positive"}
     unknown = read_section(files[0], mz_bins=read_peak_list(root / "peaks.csv"))
