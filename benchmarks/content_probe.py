@@ -17,6 +17,12 @@ sweep sections (``benchmarks/alignment.py``'s), with the true pose known:
   relative to its value at ``register``'s pose (Nelder-Mead over turn and shift; the
   mismatch is ``register``'s own, ``MaskAligner.mismatch``; the content share is taken
   over the pixels ``register`` called tissue).
+- ``--combine``: ``combined_error_um``: ``register``'s pose moved towards the content's
+  own optimum (searched from it) by the share sigma_o^2 / (sigma_o^2 + sigma_c^2), where
+  sigma_c is the spread of that optimum over a spatial block bootstrap of the pixels
+  (``--blocks-um`` squares, 10 draws) and sigma_o a prior for the outlines
+  (``--outline-sd-pitches`` of the coarser pitch): the two estimates weighted by how
+  precisely each pins the pose on the section at hand.
 
 Prints one JSON line per seed (stderr) and a summary line (stdout)::
 
@@ -113,6 +119,41 @@ def fused_errors(s, reg, weights, pitch: float, error) -> dict:
     return out
 
 
+def _displacement(a: np.ndarray, b: np.ndarray, points: np.ndarray) -> float:
+    return float(np.linalg.norm(points @ (a[:2, :2] - b[:2, :2]).T + (a[:2, 2] - b[:2, 2]), axis=1).mean())
+
+
+def combined_error(s, reg, pitch: float, error, args) -> dict:
+    """``register``'s pose moved towards the content's optimum by the precision-weighted share (``--combine``)."""
+    msi_xy = np.asarray(s.msi.obsm["spatial"], float)[reg.msi_tissue]
+    msi_pcs, spot_pcs = _msi_components(s.msi[reg.msi_tissue]), _rna_components(s.rna)
+    spots_xy = np.asarray(s.rna.obsm["spatial"], float)
+    start = np.asarray(reg.affine, float)
+    centre = msi_xy.mean(axis=0) @ start[:2, :2].T + start[:2, 2]
+
+    def optimum(rows):
+        objective = lambda p: -content_r2(_moved(start, p, centre), msi_xy[rows], msi_pcs[rows], spots_xy, spot_pcs, pitch)
+        return _nelder_mead(objective, 10.0).x
+
+    p_content = optimum(np.arange(len(msi_xy)))
+    blocks = np.unique(np.floor(msi_xy / args.blocks_um).astype(int), axis=0, return_inverse=True)[1].ravel()
+    members = [np.flatnonzero(blocks == b) for b in range(blocks.max() + 1)]
+    rng = np.random.default_rng(0)
+    draws = []
+    for _ in range(10):
+        rows = np.concatenate([members[b] for b in rng.integers(0, len(members), len(members))])
+        draws.append(_displacement(_moved(start, optimum(rows), centre), _moved(start, p_content, centre), msi_xy))
+    sigma_c2 = float(np.mean(np.square(draws)))
+    sigma_o2 = (args.outline_sd_pitches * max(pitch, reg.msi_pixel_size_um)) ** 2
+    share = sigma_o2 / (sigma_o2 + sigma_c2)
+    return {
+        "combined_error_um": error(_moved(start, share * p_content, centre)),
+        "content_sd_um": float(np.sqrt(sigma_c2)),
+        "content_share": share,
+        "content_from_register_um": _displacement(_moved(start, p_content, centre), start, msi_xy),
+    }
+
+
 def probe(seed: int, args, coverage: float | None) -> dict:
     import spatial_mg as smg
 
@@ -150,6 +191,7 @@ def probe(seed: int, args, coverage: float | None) -> dict:
         "seed": seed,
         "msi_coverage": coverage,
         **({"fused_error_um": fused_errors(s, reg, args.fuse, pitch, error)} if args.fuse else {}),
+        **(combined_error(s, reg, pitch, error, args) if args.combine else {}),
         "content_r2": {str(k): round(v, 5) for k, v in r2.items()},
         "content_only_error_um": error(_moved(truth, best.x, centre)),
         "registered_error_um": error(np.asarray(reg.affine, float)),
@@ -166,6 +208,9 @@ def main() -> None:
     parser.add_argument("--shifts", default="20,40,80", type=lambda t: [float(x) for x in t.split(",")])
     parser.add_argument("--coverage", default=None, help="MSI coverage of the tissue, e.g. 0.8 or 0.7-0.9 (spread over the seeds)")
     parser.add_argument("--fuse", default="", type=lambda t: [float(x) for x in t.split(",") if x], help="content weights")
+    parser.add_argument("--combine", action="store_true", help="precision-weighted outline and content estimates")
+    parser.add_argument("--blocks-um", type=float, default=300.0)
+    parser.add_argument("--outline-sd-pitches", type=float, default=0.1)
     args = parser.parse_args()
     lo, _, hi = args.seeds.partition("-")
     seeds = list(range(int(lo), int(hi or lo) + 1))
@@ -199,6 +244,9 @@ def main() -> None:
     for weight in rows[0].get("fused_error_um", {}):
         errors = [r["fused_error_um"][weight] for r in rows]
         out[f"fused_{weight}_error_um_median"], out[f"fused_{weight}_error_um_max"] = float(np.median(errors)), float(np.max(errors))
+    if args.combine:
+        out["combined_error_um_median"] = summary("combined_error_um", np.median)
+        out["combined_error_um_max"] = summary("combined_error_um", np.max)
     print(json.dumps(out), flush=True)
 
 
