@@ -90,6 +90,15 @@ def _nelder_mead(objective, step_um: float):
     return minimize(objective, np.zeros(3), method="Nelder-Mead", options={"initial_simplex": simplex, "xatol": 0.3, "fatol": 1e-7})
 
 
+def _around_register(s, reg):
+    """The pixels ``register`` called tissue, both sides' components, its pose and the tissue's centre under it."""
+    msi_xy = np.asarray(s.msi.obsm["spatial"], float)[reg.msi_tissue]
+    start = np.asarray(reg.affine, float)
+    centre = msi_xy.mean(axis=0) @ start[:2, :2].T + start[:2, 2]
+    spots_xy = np.asarray(s.rna.obsm["spatial"], float)
+    return msi_xy, _msi_components(s.msi[reg.msi_tissue]), spots_xy, _rna_components(s.rna), start, centre
+
+
 def fused_errors(s, reg, weights, pitch: float, error) -> dict:
     """``register``'s pose moved to the minimum of log(mismatch) + weight x log(1 - content share), per weight."""
     from spatial_mg.align import Pose
@@ -100,11 +109,7 @@ def fused_errors(s, reg, weights, pitch: float, error) -> dict:
 
     section = prepare_section(s.rna, s.msi, msi_pixel_size_um=None, msi_mask=None, tic_threshold=None, tissue_image="auto")
     aligner = MaskAligner.for_section(section)
-    msi_xy = np.asarray(s.msi.obsm["spatial"], float)[reg.msi_tissue]
-    msi_pcs, spot_pcs = _msi_components(s.msi[reg.msi_tissue]), _rna_components(s.rna)
-    spots_xy = np.asarray(s.rna.obsm["spatial"], float)
-    start = np.asarray(reg.affine, float)
-    centre = msi_xy.mean(axis=0) @ start[:2, :2].T + start[:2, 2]
+    msi_xy, msi_pcs, spots_xy, spot_pcs, start, centre = _around_register(s, reg)
     m0 = aligner.mismatch(Pose(start))
     c0 = 1 - content_r2(start, msi_xy, msi_pcs, spots_xy, spot_pcs, pitch)
     out = {}
@@ -125,11 +130,7 @@ def _displacement(a: np.ndarray, b: np.ndarray, points: np.ndarray) -> float:
 
 def combined_error(s, reg, pitch: float, error, args) -> dict:
     """``register``'s pose moved towards the content's optimum by the precision-weighted share (``--combine``)."""
-    msi_xy = np.asarray(s.msi.obsm["spatial"], float)[reg.msi_tissue]
-    msi_pcs, spot_pcs = _msi_components(s.msi[reg.msi_tissue]), _rna_components(s.rna)
-    spots_xy = np.asarray(s.rna.obsm["spatial"], float)
-    start = np.asarray(reg.affine, float)
-    centre = msi_xy.mean(axis=0) @ start[:2, :2].T + start[:2, 2]
+    msi_xy, msi_pcs, spots_xy, spot_pcs, start, centre = _around_register(s, reg)
 
     def optimum(rows):
         objective = lambda p: -content_r2(_moved(start, p, centre), msi_xy[rows], msi_pcs[rows], spots_xy, spot_pcs, pitch)
