@@ -21,6 +21,9 @@ function that says what it decides and why:
    of plausible scale that match about as many pixels and spots as the best, the one whose
    outlines lie closest wins, and the best distinct rival is named.
 5. :func:`settle` (``_settle``): the consensus of refits from nearby starts.
+5b. With ``content=True``, :func:`content_move` (``_content``): the tissue's content (RNA and
+   MSI principal components) gives a second estimate of the pose, and the pose moves
+   towards it by the share its precision on this section earns (a block bootstrap).
 6. :func:`verify` (``_verify``): the checks every returned pose gets, whatever made it
    (``refine_fit=False`` returns moscot's fit as is, and it is checked the same way; so is
    a pose given to :func:`assess_pose`): how far refits from it end (``pose_drift_um``,
@@ -50,6 +53,7 @@ from ..io._spatialdata import as_anndata
 from ._agreement import PoseScore
 from ._candidates import Coupling, candidate_poses, couple, outline_search
 from ._choose import choose_pose, refine_candidates
+from ._content import Content, content_move, read_content
 from ._inputs import shared_feature_matrices
 from ._landmarks import landmark_pose
 from ._moscot import RETRY_EPSILON_FACTOR, TransportSettings, jax_device
@@ -96,6 +100,7 @@ def register(
     coupling: str = "moscot",
     tissue_image: str | None = "auto",
     msi_edge: str = "soft",
+    content: bool = False,
 ) -> RegistrationResult:
     """Register MSI pixels onto STR spots.
 
@@ -168,6 +173,13 @@ def register(
         intensities, a given ``msi_mask`` or ``tic_threshold``, intensities not bimodal)
         the pixels count 0 / 1 and ``qc.details["msi_edge"]`` says why. ``"hard"``: 0 / 1
         always.
+    content
+        After the outlines have settled the pose, move it towards the pose under which the
+        spots' RNA best explains the pixels' MSI content, by the share that estimate's
+        precision on this section earns (``_content``). Off by default: on synthetic
+        sections with 300 genes it lowered the median error by 13-20 %, with 20 genes it
+        was about neutral. ``qc.details`` gives ``content`` (used or why not),
+        ``content_sd_um``, ``content_share`` and ``content_move_um``.
 
     Returns
     -------
@@ -200,7 +212,7 @@ def register(
     if method == "moscot" and coupling == "moscot":
         jax_device(device)  # fail early on a device JAX does not see
     # one progress line per stage: a registration takes a minute or two on real sections
-    stages = Stages(log, "registration", (8 if refine_fit else 6) if method == "moscot" else 3)
+    stages = Stages(log, "registration", (8 + bool(content) if refine_fit else 6) if method == "moscot" else 3)
     with stages("prepare"):
         section = prepare_section(
             rna,
@@ -223,6 +235,7 @@ def register(
         residual = info["landmark_rms_um"]
     else:
         features = shared_feature_matrices(rna, msi, shared_features, section.tissue.mask)
+        tissue_content = read_content(rna, msi, section) if content and refine_fit else (None, "")
         pose, coupled, info = _moscot_pose(
             section,
             features,
@@ -233,7 +246,12 @@ def register(
             scale=scale,
             n_angles=n_angles,
             nearest=coupling == "nearest",
+            content=tissue_content[0],
         )
+        if content and not refine_fit:
+            info["content"] = "not used: refine_fit=False returns the plan's fit as it is"
+        elif content and tissue_content[0] is None:
+            info["content"] = f"not used: {tissue_content[1]}"
     details = {**section.details(), **info, "seconds": time.perf_counter() - start}
     with stages("assess"):
         qc = assess(pose, section, method=method, residual_um=residual, details=details, notes=notes)
@@ -254,6 +272,7 @@ def register(
         "coupling": coupling,
         "tissue_image": tissue_image,
         "msi_edge": msi_edge,
+        "content": content,
     }
     return RegistrationResult(
         pose=pose,
@@ -284,11 +303,13 @@ def _moscot_pose(
     scale: bool,
     n_angles: int,
     nearest: bool = False,
+    content: Content | None = None,
 ) -> tuple[Pose, Coupling | None, dict]:
     """Stages 2-6 of the module notes: the pose, the coupling (``None`` if it diverged) and QC details.
 
     ``refine_fit=False`` returns the plan's fit as it is; it is checked like any pose
-    (``_verify``), against the same refined candidates.
+    (``_verify``), against the same refined candidates. ``content``: the tissue's content,
+    which moves the settled pose (step 5b) before it is checked.
     """
     hits = None
     with stages("transport coupling"):
@@ -317,6 +338,11 @@ def _moscot_pose(
         with stages("settle"):
             pose = settle(choice.chosen.pose, aligner, section.msi_um, pitch=section.pitch, scale=scale, affine=affine).pose
         info |= choice.details()
+        if content is not None:  # before verify: the pose returned is the pose checked
+            with stages("content"):
+                move = content_move(pose, section, content)
+            pose = move.pose
+            info |= move.details
     else:
         pose = coupling.affine_fit() if affine else coupling.fit
         info["chosen"] = "transport plan (refine_fit=False)"
