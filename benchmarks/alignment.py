@@ -37,6 +37,10 @@ Prints one JSON line per part (``--parts``, default all):
   ``--he-resolution hires`` gives each synthetic section the 2,000 px image spaceranger
   would write beside the lowres one (rendered with the true edge), as ``read_visium``
   of the written outs would.
+- ``--content`` registers the synthetic and speed parts with ``register(content=True)`` (the tissue's
+  content as a second estimate of the pose, ``_content``); ``--genes`` / ``--metabolites``
+  set how rich that content is (20 / 10 by default, the sweeps' sections; the generator's
+  defaults are 300 / 30).
 - ``speed``: register + pair (``spot_mean``) wall time for the ``--sizes`` (spots x raster
   pixels, synthetic sections whose raster pitch gives about that many pixels).
 - ``pairing``: ``pair`` alone on ``--pairing-size`` (bins x pixels) given a transform, with
@@ -82,7 +86,9 @@ def _sizes(text: str) -> list[tuple[int, int]]:
     return [tuple(int(v) for v in part.split("x")) for part in text.split(",")]
 
 
-def _sweep_dataset(seed: int, n_spots: int, cover: float | None, keep_unacquired: bool = False):
+def _sweep_dataset(
+    seed: int, n_spots: int, cover: float | None, keep_unacquired: bool = False, n_genes: int = 20, n_metabolites: int = 10
+):
     """One section of the accuracy sweeps: mirrored on odd seeds, the MSI over ``cover`` of the tissue."""
     import spatial_mg as smg
 
@@ -90,8 +96,8 @@ def _sweep_dataset(seed: int, n_spots: int, cover: float | None, keep_unacquired
         n_sections=1,
         seed=seed,
         n_spots=n_spots,
-        n_genes=20,
-        n_metabolites=10,
+        n_genes=n_genes,
+        n_metabolites=n_metabolites,
         msi_reflect=bool(seed % 2),
         msi_coverage=cover,
         msi_keep_unacquired=keep_unacquired,
@@ -185,12 +191,16 @@ def run_synthetic(args, part: str = "synthetic", coverage: str | None = None) ->
     rows = []
     seeds = _seeds(args.seeds)
     for seed, cover in zip(seeds, _coverages(coverage, len(seeds))):
-        data = _sweep_dataset(seed, args.n_spots, cover, keep_unacquired=args.keep_unacquired and cover is not None)
+        data = _sweep_dataset(
+            seed, args.n_spots, cover, args.keep_unacquired and cover is not None, args.genes, args.metabolites
+        )
         s = data.sections[0]
         if args.he_resolution == "hires":
             s.rna = _with_hires(s)
         start = time.perf_counter()
-        reg = smg.align.register(s.rna, s.msi, device=args.device, tissue_image=args.tissue_image, msi_edge=args.msi_edge)
+        reg = smg.align.register(
+            s.rna, s.msi, device=args.device, tissue_image=args.tissue_image, msi_edge=args.msi_edge, content=args.content
+        )
         seconds = time.perf_counter() - start
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -219,6 +229,8 @@ def run_synthetic(args, part: str = "synthetic", coverage: str | None = None) ->
                 "rna_outline_source": reg.qc.details.get("rna_outline_source"),
                 "rna_outline": reg.qc.details.get("rna_outline"),
                 "msi_edge_source": reg.qc.details.get("msi_edge_source"),
+                "content_share": reg.qc.details.get("content_share"),
+                "content_move_um": reg.qc.details.get("content_move_um"),
                 "chosen": reg.qc.details.get("chosen"),
                 "plan_agreement": reg.qc.details.get("plan_agreement"),
                 "pose_drift_um": reg.qc.details.get("pose_drift_um"),
@@ -243,6 +255,9 @@ def run_synthetic(args, part: str = "synthetic", coverage: str | None = None) ->
             "tissue_image": args.tissue_image,
             "he_resolution": args.he_resolution,
             "msi_edge": args.msi_edge,
+            "content": args.content,
+            "genes": args.genes,
+            "metabolites": args.metabolites,
             "rna_outline_sources": sorted({str(r["rna_outline_source"]) for r in rows}),
             **qc_confusion(rows),
             "seeds": [r["seed"] for r in rows],
@@ -411,7 +426,7 @@ def run_speed(args) -> None:
             n_sections=1, seed=1, n_spots=n_spots, n_genes=20, n_metabolites=20, msi_pitch_um=pitch
         ).sections[0]
         start = time.perf_counter()
-        reg = smg.align.register(s.rna, s.msi, device=args.device, n_subsample=args.n_subsample)
+        reg = smg.align.register(s.rna, s.msi, device=args.device, n_subsample=args.n_subsample, content=args.content)
         t_reg = time.perf_counter() - start
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -524,6 +539,9 @@ def main() -> None:
         choices=("lowres", "hires"),
         help="synthetic parts: the generator's in-memory lowres image, or also its 2,000 px hires image",
     )
+    parser.add_argument("--content", action="store_true", help="synthetic parts: register(content=True)")
+    parser.add_argument("--genes", type=int, default=20, help="genes of the synthetic accuracy sections")
+    parser.add_argument("--metabolites", type=int, default=10, help="metabolites of the synthetic accuracy sections")
     args = parser.parse_args()
     args.tissue_image = None if args.tissue_image == "none" else args.tissue_image
     parts = {

@@ -18,7 +18,7 @@ from spatial_mg import cli
 from spatial_mg.cli import main
 from spatial_mg.sim import synthetic_vicari
 
-STAGES = ["prepare", "transport coupling", "candidate poses", "refine", "choose", "settle", "verify", "assess"]
+STAGES = ["prepare", "transport coupling", "candidate poses", "refine", "choose", "settle", "content", "verify", "assess"]
 
 
 def _run(argv: list[str]) -> tuple[int, str, str]:

@@ -75,9 +75,9 @@ def test_register_with_content_returns_the_moved_pose_and_says_so(rich_section):
     s, section, _ = rich_section
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        plain = smg.align.register(s.rna, s.msi, device="cpu")
-        with_content = smg.align.register(s.rna, s.msi, device="cpu", content=True)
-        unused = smg.align.register(s.rna, s.msi, device="cpu", content=True, refine_fit=False)
+        plain = smg.align.register(s.rna, s.msi, device="cpu", content=False)
+        with_content = smg.align.register(s.rna, s.msi, device="cpu")  # content=True is the default
+        unused = smg.align.register(s.rna, s.msi, device="cpu", refine_fit=False)
     details = with_content.qc.details
     assert details["content"].startswith("used")
     assert "content" not in plain.qc.details
@@ -85,4 +85,4 @@ def test_register_with_content_returns_the_moved_pose_and_says_so(rich_section):
     assert moved == pytest.approx(details["content_move_um"], rel=1e-6, abs=1e-6)
     assert moved > 0
     assert unused.qc.details["content"].startswith("not used: refine_fit=False")
-    assert with_content.params["content"] is True
+    assert with_content.params["content"] is True and plain.params["content"] is False
