@@ -344,14 +344,15 @@ def _moscot_pose(
         if content is not None:  # before verify: the pose returned is the pose checked
             with stages("content"):
                 tissue_content, why = content
-                try:
-                    if tissue_content is None:
-                        raise ValueError(why)
-                    move = content_move(pose, section, tissue_content)
-                    pose = move.pose
-                    info |= move.details
-                except (np.linalg.LinAlgError, ValueError) as err:  # the outlines' pose stands
-                    info["content"] = f"not used: {err}"
+                if tissue_content is None:
+                    info["content"] = f"not used: {why}"
+                else:
+                    try:
+                        move = content_move(pose, section, tissue_content)
+                        pose = move.pose
+                        info |= move.details
+                    except (np.linalg.LinAlgError, ValueError) as err:  # the outlines' pose stands
+                        info["content"] = f"not used: the content's optimum could not be found ({err})"
     else:
         pose = coupling.affine_fit() if affine else coupling.fit
         info["chosen"] = "transport plan (refine_fit=False)"

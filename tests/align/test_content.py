@@ -86,3 +86,13 @@ def test_register_with_content_returns_the_moved_pose_and_says_so(rich_section):
     assert moved > 0
     assert unused.qc.details["content"].startswith("not used: refine_fit=False")
     assert with_content.params["content"] is True and plain.params["content"] is False
+
+
+def test_content_that_cannot_be_read_says_why(rich_section):
+    s, section, _ = rich_section
+    one_feature, why = read_content(s.rna, s.msi[:, :1], section)
+    assert one_feature is None and "too few features" in why
+    flat = s.msi.copy()
+    flat.X = np.ones_like(np.asarray(flat.X, dtype=np.float32))
+    constant, why = read_content(s.rna, flat, section)
+    assert constant is None and "do not vary" in why
