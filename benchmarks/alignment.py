@@ -37,8 +37,9 @@ Prints one JSON line per part (``--parts``, default all):
   ``--he-resolution hires`` gives each synthetic section the 2,000 px image spaceranger
   would write beside the lowres one (rendered with the true edge), as ``read_visium``
   of the written outs would.
-- ``--content`` registers the synthetic and speed parts with ``register(content=True)`` (the tissue's
-  content as a second estimate of the pose, ``_content``); ``--genes`` / ``--metabolites``
+- ``--no-content`` registers the synthetic and speed parts with ``register(content=False)``
+  (the outlines' pose, without the tissue's content as a second estimate, ``_content``;
+  every part uses the content by default, as ``register`` does); ``--genes`` / ``--metabolites``
   set how rich that content is (20 / 10 by default, the sweeps' sections; the generator's
   defaults are 300 / 30).
 - ``speed``: register + pair (``spot_mean``) wall time for the ``--sizes`` (spots x raster
@@ -539,7 +540,9 @@ def main() -> None:
         choices=("lowres", "hires"),
         help="synthetic parts: the generator's in-memory lowres image, or also its 2,000 px hires image",
     )
-    parser.add_argument("--content", action="store_true", help="synthetic parts: register(content=True)")
+    parser.add_argument(
+        "--no-content", dest="content", action="store_false", help="synthetic and speed parts: register(content=False)"
+    )
     parser.add_argument("--genes", type=int, default=20, help="genes of the synthetic accuracy sections")
     parser.add_argument("--metabolites", type=int, default=10, help="metabolites of the synthetic accuracy sections")
     args = parser.parse_args()

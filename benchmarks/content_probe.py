@@ -11,18 +11,18 @@ sweep sections (``benchmarks/alignment.py``'s), with the true pose known:
 - ``content_only_error_um``: the median pixel error of the pose that maximises that
   share, searched (Nelder-Mead over turn and shift) from the true pose: how far the
   content alone would put the tissue.
-- ``registered_error_um``: ``register``'s pose (outlines), for comparison.
+- ``registered_error_um``: ``register(content=False)``'s pose (the outlines'), for comparison.
 - ``--fuse 30,100``: ``fused_error_um`` per weight: the pose that minimises, from
   ``register``'s pose, log(outline mismatch) + weight x log(1 - content share), each
   relative to its value at ``register``'s pose (Nelder-Mead over turn and shift; the
   mismatch is ``register``'s own, ``MaskAligner.mismatch``; the content share is taken
   over the pixels ``register`` called tissue).
-- ``--combine``: ``combined_error_um``: ``register``'s pose moved towards the content's
-  own optimum (searched from it) by the share sigma_o^2 / (sigma_o^2 + sigma_c^2), where
-  sigma_c is the spread of that optimum over a spatial block bootstrap of the pixels
-  (``--blocks-um`` squares, 10 draws) and sigma_o a prior for the outlines
-  (``--outline-sd-pitches`` of the coarser pitch): the two estimates weighted by how
-  precisely each pins the pose on the section at hand.
+- ``--combine``: ``combined_error_um``: ``register``'s outline pose moved by
+  ``register``'s own content step (``_content.content_move``: towards the content's own
+  optimum by the share sigma_o^2 / (sigma_o^2 + sigma_c^2), sigma_c the spread of that
+  optimum over a spatial block bootstrap of the pixels, sigma_o a prior for the outlines).
+  Until commit fb3a058 this was a copy of that step inside the probe (the figures of that
+  time in ``results/content_probe_cpu_2026-11-29.jsonl``).
 
 Prints one JSON line per seed (stderr) and a summary line (stdout)::
 
@@ -124,34 +124,24 @@ def fused_errors(s, reg, weights, pitch: float, error) -> dict:
     return out
 
 
-def _displacement(a: np.ndarray, b: np.ndarray, points: np.ndarray) -> float:
-    return float(np.linalg.norm(points @ (a[:2, :2] - b[:2, :2]).T + (a[:2, 2] - b[:2, 2]), axis=1).mean())
+def combined_error(s, reg, error) -> dict:
+    """``register``'s outline pose moved as ``register(content=True)`` moves it (``_content.content_move``)."""
+    from spatial_mg.align._content import (  # no public path: step 5b alone
+        content_move,
+        read_content,
+    )
+    from spatial_mg.align._section import prepare_section
 
-
-def combined_error(s, reg, pitch: float, error, args) -> dict:
-    """``register``'s pose moved towards the content's optimum by the precision-weighted share (``--combine``)."""
-    msi_xy, msi_pcs, spots_xy, spot_pcs, start, centre = _around_register(s, reg)
-
-    def optimum(rows):
-        objective = lambda p: -content_r2(_moved(start, p, centre), msi_xy[rows], msi_pcs[rows], spots_xy, spot_pcs, pitch)
-        return _nelder_mead(objective, 10.0).x
-
-    p_content = optimum(np.arange(len(msi_xy)))
-    blocks = np.unique(np.floor(msi_xy / args.blocks_um).astype(int), axis=0, return_inverse=True)[1].ravel()
-    members = [np.flatnonzero(blocks == b) for b in range(blocks.max() + 1)]
-    rng = np.random.default_rng(0)
-    draws = []
-    for _ in range(10):
-        rows = np.concatenate([members[b] for b in rng.integers(0, len(members), len(members))])
-        draws.append(_displacement(_moved(start, optimum(rows), centre), _moved(start, p_content, centre), msi_xy))
-    sigma_c2 = float(np.mean(np.square(draws)))
-    sigma_o2 = (args.outline_sd_pitches * max(pitch, reg.msi_pixel_size_um)) ** 2
-    share = sigma_o2 / (sigma_o2 + sigma_c2)
+    section = prepare_section(s.rna, s.msi, msi_pixel_size_um=None, msi_mask=None, tic_threshold=None, tissue_image="auto")
+    content, why = read_content(s.rna, s.msi, section)
+    if content is None:
+        raise SystemExit(f"seed content cannot be read: {why}")
+    move = content_move(reg.pose, section, content)
     return {
-        "combined_error_um": error(_moved(start, share * p_content, centre)),
-        "content_sd_um": float(np.sqrt(sigma_c2)),
-        "content_share": share,
-        "content_from_register_um": _displacement(_moved(start, p_content, centre), start, msi_xy),
+        "combined_error_um": error(move.pose.matrix),
+        "content_sd_um": move.details["content_sd_um"],
+        "content_share": move.details["content_share"],
+        "content_from_register_um": move.details["content_offset_um"],
     }
 
 
@@ -187,12 +177,12 @@ def probe(seed: int, args, coverage: float | None) -> dict:
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        reg = smg.align.register(s.rna, s.msi, device="cpu")
+        reg = smg.align.register(s.rna, s.msi, device="cpu", content=False)  # the outlines' pose
     return {
         "seed": seed,
         "msi_coverage": coverage,
         **({"fused_error_um": fused_errors(s, reg, args.fuse, pitch, error)} if args.fuse else {}),
-        **(combined_error(s, reg, pitch, error, args) if args.combine else {}),
+        **(combined_error(s, reg, error) if args.combine else {}),
         "content_r2": {str(k): round(v, 5) for k, v in r2.items()},
         "content_only_error_um": error(_moved(truth, best.x, centre)),
         "registered_error_um": error(np.asarray(reg.affine, float)),
@@ -210,8 +200,6 @@ def main() -> None:
     parser.add_argument("--coverage", default=None, help="MSI coverage of the tissue, e.g. 0.8 or 0.7-0.9 (spread over the seeds)")
     parser.add_argument("--fuse", default="", type=lambda t: [float(x) for x in t.split(",") if x], help="content weights")
     parser.add_argument("--combine", action="store_true", help="precision-weighted outline and content estimates")
-    parser.add_argument("--blocks-um", type=float, default=300.0)
-    parser.add_argument("--outline-sd-pitches", type=float, default=0.1)
     args = parser.parse_args()
     lo, _, hi = args.seeds.partition("-")
     seeds = list(range(int(lo), int(hi or lo) + 1))
