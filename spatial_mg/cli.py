@@ -34,10 +34,11 @@ examples:
 
 
 # The values of choice flags; the CLI does not import the packages that define them (tests
-# check that they agree): align.STRATEGIES, the model's accelerators, the JAX devices.
+# check that they agree): align.STRATEGIES, the model's accelerators, the JAX devices, register's MSI edges.
 STRATEGIES = ("spot_mean", "nearest_spot", "transport")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
 JAX_DEVICES = ("cpu", "gpu")
+MSI_EDGES = ("soft", "hard")
 NORMALIZATIONS = ("none", "tic", "rms")
 FUSIONS = ("poe", "moe")
 
@@ -136,6 +137,23 @@ def _build_parser() -> argparse.ArgumentParser:
         "--strict",
         action="store_true",
         help="fail (exit 2, writing nothing) when the registration's confidence is low, naming the reasons",
+    )
+    align.add_argument(
+        "--tissue-image",
+        default="auto",
+        choices=["auto", "none"],
+        help="the RNA side's tissue outline: from the H&E image when it fits the spots (auto, default) or from the spot centres (none)",
+    )
+    align.add_argument(
+        "--msi-edge",
+        default="soft",
+        choices=MSI_EDGES,
+        help="MSI edge pixels counted by the share of tissue their signal shows (soft, default) or as 0 / 1 (hard)",
+    )
+    align.add_argument(
+        "--no-content",
+        action="store_true",
+        help="keep the outlines' pose: do not move it towards where the RNA best explains the MSI content",
     )
     align.add_argument(
         "--msi-scale",
@@ -366,8 +384,18 @@ def _align(args: argparse.Namespace) -> int:
         normalize=None if args.normalize == "none" else args.normalize,
         strict=args.strict,
         overwrite=args.overwrite,
+        register_kwargs=_register_options(args),
     )
     return 0
+
+
+def _register_options(args: argparse.Namespace) -> dict:
+    """The options of ``spatial_mg.align.register`` that align's flags set."""
+    return {
+        "tissue_image": None if args.tissue_image == "none" else args.tissue_image,
+        "msi_edge": args.msi_edge,
+        "content": not args.no_content,
+    }
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -1,9 +1,10 @@
-"""What the CLI shows (--quiet, --verbose) and the flags that map the Python API: align --normalize and
---strict, train --batch-key, --fusion, MMD weights, --checkpoint-dir / --resume and --n-models."""
+"""What the CLI shows (--quiet, --verbose) and the flags that map the Python API: align --normalize,
+--strict, --tissue-image, --msi-edge and --no-content, train --batch-key, --fusion, MMD weights, --checkpoint-dir / --resume and --n-models."""
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import json
 import re
@@ -238,7 +239,9 @@ def test_choices_and_defaults_are_the_library_s():
     from spatial_mg.align._pair import STRATEGIES
     from spatial_mg.model import DEFAULT_SEED, ModuleConfig
 
-    assert cli.STRATEGIES == STRATEGIES
+    from spatial_mg.align._register import MSI_EDGES, register
+
+    assert cli.STRATEGIES == STRATEGIES and cli.MSI_EDGES == MSI_EDGES
     args = cli._build_parser().parse_args(["train"])
     assert (args.fusion, args.modality_mmd_weight) == (ModuleConfig.fusion, ModuleConfig.modality_mmd_weight)
     # unset, so that train_model decides as it does in Python (the section MMD when the section is the batch)
@@ -246,6 +249,44 @@ def test_choices_and_defaults_are_the_library_s():
     assert (args.seed, args.n_models, args.resume, args.batch_key, args.checkpoint_dir) == (DEFAULT_SEED, 1, False, "auto", None)
     args = cli._build_parser().parse_args(["align"])
     assert (args.normalize, args.strict, args.strategy, args.device) == ("none", False, "spot_mean", None)
+    # align's flags left alone give register's own defaults
+    defaults = {k: p.default for k, p in inspect.signature(register).parameters.items()}
+    assert cli._register_options(args) == {k: defaults[k] for k in ("tissue_image", "msi_edge", "content")}
+
+
+class _TinySection:
+    """What ``read_section`` returns, as far as ``align_section`` reads it before registering."""
+
+    name = "tiny"
+    rna = ad.AnnData(np.ones((3, 2), np.float32))
+    msi = ad.AnnData(np.ones((3, 2), np.float32))
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--tissue-image", "none"], {"tissue_image": None, "msi_edge": "soft", "content": True}),
+        (["--msi-edge", "hard", "--no-content"], {"tissue_image": "auto", "msi_edge": "hard", "content": False}),
+    ],
+)
+def test_registration_flags_reach_register(flags, expected, tmp_path, monkeypatch):
+    import spatial_mg.align as align_module
+
+    seen = {}
+
+    class Seen(Exception):
+        pass
+
+    def fake_register(rna, msi, **kwargs):  # stands in for the registration: only its arguments matter here
+        seen.update(kwargs)
+        raise Seen
+
+    monkeypatch.setattr(align_module, "register", fake_register)
+    monkeypatch.setattr("spatial_mg.pipeline._runs.read_section", lambda *a, **k: _TinySection())
+    code, _, stderr = _run(["align", "--visium", str(tmp_path), "--msi", str(tmp_path / "x.imzML"), *flags,
+                            "--out", str(tmp_path / "o")])
+    assert code != 0 and "Seen" in stderr  # stopped at the registration, as the stand-in does
+    assert {k: seen[k] for k in expected} == expected
 
 
 def test_accelerators_offered_are_ones_the_model_accepts():
@@ -270,10 +311,14 @@ def test_new_flags_are_checked_in_config_files_too(tmp_path):
     argv = ["train", "--config", str(config)]
     args = _apply_config(parser, parser.parse_args(argv), argv)
     assert (args.n_models, args.fusion, args.batch_mmd_weight, args.batch_key, args.resume) == (3, "moe", 1.0, "section", True)
+    config.write_text('msi_edge = "hard"\nno_content = true\ntissue_image = "none"\n')
+    argv = ["align", "--config", str(config)]
+    args = _apply_config(parser, parser.parse_args(argv), argv)
+    assert cli._register_options(args) == {"tissue_image": None, "msi_edge": "hard", "content": False}
     for text, message in (('fusion = "sum"', "one of 'poe', 'moe'"), ("n_models = 0", "must be at least 1"),
-                          ("strict = 1", "true or false")):
+                          ("strict = 1", "true or false"), ('msi_edge = "sharp"', "one of 'soft', 'hard'")):
         config.write_text(text)
-        argv = ["align" if "strict" in text else "train", "--config", str(config)]
+        argv = ["align" if "strict" in text or "msi_edge" in text else "train", "--config", str(config)]
         with pytest.raises(ValueError, match=re.escape(message)):
             _apply_config(parser, parser.parse_args(argv), argv)
 

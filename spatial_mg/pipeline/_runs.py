@@ -55,6 +55,7 @@ def run_align(
     normalize: str | None = None,
     strict: bool = False,
     overwrite: bool = False,
+    register_kwargs: dict | None = None,
     echo=print,
 ) -> Section:
     """Read one section, register its MSI onto its spots, pair, and write everything into ``out``.
@@ -67,7 +68,9 @@ def run_align(
     ``normalize`` (``None``, ``"tic"``, ``"rms"``) divides each MSI pixel by its total ion
     count or spectrum RMS. ``strict``: a registration of low confidence raises
     :class:`~spatial_mg.RegistrationFailedError` with the QC's reasons, and nothing is
-    written. The other arguments are those of :func:`read_section` and :func:`align_section`.
+    written. ``register_kwargs``: further keyword arguments of
+    :func:`spatial_mg.align.register` (``content``, ``tissue_image``, ``msi_edge``, ...).
+    The other arguments are those of :func:`read_section` and :func:`align_section`.
     """
     from .. import align, pl
 
@@ -83,7 +86,10 @@ def run_align(
         with warnings.catch_warnings():
             if strict:  # a low confidence is an error below, which names the reasons: not a warning first
                 warnings.filterwarnings("ignore", message="Pairing with a low-confidence registration")
-            section = align_section(section, method=method, landmarks=landmarks, strategy=strategy, msi_scale=msi_scale, device=device)
+            section = align_section(
+                section, method=method, landmarks=landmarks, strategy=strategy, msi_scale=msi_scale, device=device,
+                register_kwargs=register_kwargs,
+            )
         reg = section.registration
         if strict and reg.qc.confidence == "low":
             raise RegistrationFailedError(
