@@ -23,12 +23,23 @@ sweep sections (``benchmarks/alignment.py``'s), with the true pose known:
   optimum over a spatial block bootstrap of the pixels, sigma_o a prior for the outlines).
   Until commit fb3a058 this was a copy of that step inside the probe (the figures of that
   time in ``results/content_probe_cpu_2026-11-29.jsonl``).
+- ``--transport 8``: ``transport_error_um``: the content carried by a moscot coupling
+  instead of the kernel regression, iterated that many rounds from ``register``'s outline
+  pose and from the true pose (``transport_from_truth_um``: where it drifts when started
+  right). Each round: the ridge map from the spots' RNA components to the pixels' MSI
+  components, learnt under the pose; moscot's ``SinkhornProblem`` (unbalanced, tau 0.9,
+  epsilon 0.05) on 1,000 sampled pixels x all spots with the cost (distance under the
+  pose / 100 um)^2 / 2 plus the pixel's MSI components' squared difference from each
+  spot's predicted ones (per component, over the ridge residual variance) / 2; the pose
+  moves by the rigid fit to the plan's barycentres net of the same fit to the plan solved
+  on the distance alone (so the entropic blur at the edges cancels).
 
 Prints one JSON line per seed (stderr) and a summary line (stdout)::
 
     python benchmarks/content_probe.py --seeds 0-9
     python benchmarks/content_probe.py --seeds 0-9 --genes 300 --metabolites 30
     python benchmarks/content_probe.py --seeds 0-9 --coverage 0.7-0.9 --fuse 30,100
+    python benchmarks/content_probe.py --seeds 0-9 --genes 300 --metabolites 30 --transport 8
 """
 
 from __future__ import annotations
@@ -145,6 +156,85 @@ def combined_error(s, reg, error) -> dict:
     }
 
 
+def _transport_plan(cost: np.ndarray) -> np.ndarray:
+    """moscot's unbalanced Sinkhorn plan for a given pixels x spots cost matrix."""
+    import anndata as ad
+    import pandas as pd
+    from moscot.problems.generic import SinkhornProblem
+    from moscot.utils.tagged_array import Tag, TaggedArray
+
+    from spatial_mg.align._moscot import quiet_moscot
+
+    n, m = cost.shape
+    side = pd.Categorical(["msi"] * n + ["rna"] * m, categories=["msi", "rna"])
+    adata = ad.AnnData(np.zeros((n + m, 1), np.float32), obs=pd.DataFrame({"side": side}, index=[str(i) for i in range(n + m)]))
+    with quiet_moscot():
+        problem = SinkhornProblem(adata).prepare(
+            key="side", joint_attr=None, xy_callback=lambda *a, **k: TaggedArray(cost, tag=Tag.COST_MATRIX)
+        )
+        problem = problem.solve(epsilon=0.05, tau_a=0.9, tau_b=0.9, scale_cost=1.0)
+        return np.asarray(problem.solutions[("msi", "rna")].transport_matrix, float)
+
+
+def _rigid_fit_of_plan(moved: np.ndarray, spots: np.ndarray, plan: np.ndarray) -> np.ndarray:
+    """The turn and shift (3 x 3) that best take the moved pixels to their plan barycentres."""
+    mass = plan.sum(axis=1)
+    keep = mass > 1e-3 * mass.max()
+    x, y, w = moved[keep], (plan[keep] @ spots) / mass[keep, None], mass[keep] / mass[keep].sum()
+    mx, my = w @ x, w @ y
+    u, _, vt = np.linalg.svd(((x - mx) * w[:, None]).T @ (y - my))
+    turn = vt.T @ np.diag([1.0, np.sign(np.linalg.det(vt.T @ u.T))]) @ u.T
+    out = np.eye(3)
+    out[:2, :2], out[:2, 2] = turn, my - turn @ mx
+    return out
+
+
+def transport_rounds(section, content, start: np.ndarray, rounds: int) -> np.ndarray:
+    """``--transport``: the pose after ``rounds`` rounds of the content coupling (module notes)."""
+    from spatial_mg.align._content import RIDGE, _ContentFit
+    from spatial_mg.align._subsample import even_subsample
+
+    fit = _ContentFit(section, content)
+    rows = even_subsample(fit.pixels, 1000)
+    pixels, spots, h = fit.pixels[rows], section.rna_um, 100.0
+    pose = start.copy()
+    for _ in range(rounds):
+        moved = pixels @ pose[:2, :2].T + pose[:2, 2]
+        dist, idx = fit.tree.query(moved, k=fit.k)
+        w = np.exp(-0.5 * (dist / fit.width) ** 2)
+        inside = w.sum(axis=1) > 0.5
+        g = (w[inside, :, None] * fit.rna[idx[inside]]).sum(axis=1) / w[inside].sum(axis=1, keepdims=True)
+        g = np.column_stack([g, np.ones(len(g))])
+        y = fit.msi[rows][inside]
+        beta = np.linalg.solve(g.T @ g + RIDGE * np.eye(g.shape[1]), g.T @ y)
+        residual = ((y - g @ beta) ** 2).mean(axis=0)
+        predicted = np.column_stack([fit.rna, np.ones(len(fit.rna))]) @ beta
+        content_cost = (((fit.msi[rows][:, None, :] - predicted[None]) ** 2) / residual).sum(axis=-1) / 2
+        distance_cost = ((moved[:, None, :] - spots[None]) ** 2).sum(axis=-1) / (2 * h * h)
+        with_content = _rigid_fit_of_plan(moved, spots, _transport_plan(distance_cost + content_cost - content_cost.min(axis=1, keepdims=True)))
+        without = _rigid_fit_of_plan(moved, spots, _transport_plan(distance_cost))
+        pose = with_content @ np.linalg.inv(without) @ pose
+    return pose
+
+
+def transport_errors(s, reg, rounds: int, error) -> dict:
+    """``--transport``: the content coupling's pose from ``register``'s outline pose and from the truth."""
+    from spatial_mg.align._content import read_content
+    from spatial_mg.align._section import prepare_section
+
+    section = prepare_section(s.rna, s.msi, msi_pixel_size_um=None, msi_mask=None, tic_threshold=None, tissue_image="auto")
+    content, why = read_content(s.rna, s.msi, section)
+    if content is None:
+        raise SystemExit(f"seed content cannot be read: {why}")
+    start = time.perf_counter()
+    from_register = transport_rounds(section, content, np.asarray(reg.affine, float), rounds)
+    return {
+        "transport_error_um": error(from_register),
+        "transport_from_truth_um": error(transport_rounds(section, content, np.asarray(s.affine, float), rounds)),
+        "transport_seconds": (time.perf_counter() - start) / 2,
+    }
+
+
 def probe(seed: int, args, coverage: float | None) -> dict:
     import spatial_mg as smg
 
@@ -183,6 +273,7 @@ def probe(seed: int, args, coverage: float | None) -> dict:
         "msi_coverage": coverage,
         **({"fused_error_um": fused_errors(s, reg, args.fuse, pitch, error)} if args.fuse else {}),
         **(combined_error(s, reg, error) if args.combine else {}),
+        **(transport_errors(s, reg, args.transport, error) if args.transport else {}),
         "content_r2": {str(k): round(v, 5) for k, v in r2.items()},
         "content_only_error_um": error(_moved(truth, best.x, centre)),
         "registered_error_um": error(np.asarray(reg.affine, float)),
@@ -200,6 +291,7 @@ def main() -> None:
     parser.add_argument("--coverage", default=None, help="MSI coverage of the tissue, e.g. 0.8 or 0.7-0.9 (spread over the seeds)")
     parser.add_argument("--fuse", default="", type=lambda t: [float(x) for x in t.split(",") if x], help="content weights")
     parser.add_argument("--combine", action="store_true", help="precision-weighted outline and content estimates")
+    parser.add_argument("--transport", type=int, default=0, help="rounds of the content carried by a moscot coupling")
     args = parser.parse_args()
     lo, _, hi = args.seeds.partition("-")
     seeds = list(range(int(lo), int(hi or lo) + 1))
@@ -233,6 +325,8 @@ def main() -> None:
     for weight in rows[0].get("fused_error_um", {}):
         errors = [r["fused_error_um"][weight] for r in rows]
         out[f"fused_{weight}_error_um_median"], out[f"fused_{weight}_error_um_max"] = float(np.median(errors)), float(np.max(errors))
+    for key in ("transport_error_um", "transport_from_truth_um") if args.transport else ():
+        out[f"{key}_median"], out[f"{key}_max"] = summary(key, np.median), summary(key, np.max)
     if args.combine:
         out["combined_error_um_median"] = summary("combined_error_um", np.median)
         out["combined_error_um_max"] = summary("combined_error_um", np.max)
