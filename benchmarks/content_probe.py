@@ -23,6 +23,12 @@ sweep sections (``benchmarks/alignment.py``'s), with the true pose known:
   optimum over a spatial block bootstrap of the pixels, sigma_o a prior for the outlines).
   Until commit fb3a058 this was a copy of that step inside the probe (the figures of that
   time in ``results/content_probe_cpu_2026-11-29.jsonl``).
+- ``--shares``: ``share_error_um``: the error of ``register``'s outline pose moved by
+  each share (0, 0.05, ..., 1) of the way to the content's optimum
+  (``_content.content_estimate``), with ``pose_slack_um`` (``register``'s QC of the
+  outline pose), sigma_c and sigma_o; and the error under two rules for the share:
+  ``register``'s (sigma_o fixed) and one where sigma_o^2 also grows with the outline's
+  slack, (0.5 x slack)^2 (``slack_rule_error_um``).
 - ``--transport 8``: ``transport_error_um``: the content carried by a moscot coupling
   instead of the kernel regression, iterated that many rounds from ``register``'s outline
   pose and from the true pose (``transport_from_truth_um``: where it drifts when started
@@ -40,6 +46,7 @@ Prints one JSON line per seed (stderr) and a summary line (stdout)::
     python benchmarks/content_probe.py --seeds 0-9 --genes 300 --metabolites 30
     python benchmarks/content_probe.py --seeds 0-9 --coverage 0.7-0.9 --fuse 30,100
     python benchmarks/content_probe.py --seeds 0-9 --genes 300 --metabolites 30 --transport 8
+    python benchmarks/content_probe.py --seeds 0-9 --coverage 0.7-0.9 --shares
 """
 
 from __future__ import annotations
@@ -153,6 +160,32 @@ def combined_error(s, reg, error) -> dict:
         "content_sd_um": move.details["content_sd_um"],
         "content_share": move.details["content_share"],
         "content_from_register_um": move.details["content_offset_um"],
+    }
+
+
+def share_errors(s, reg, error) -> dict:
+    """``--shares``: the outline pose moved by each share of the way to the content's optimum."""
+    from spatial_mg.align._content import (  # no public path: step 5b's parts
+        content_estimate,
+        outline_variance,
+        read_content,
+    )
+    from spatial_mg.align._section import prepare_section
+
+    section = prepare_section(s.rna, s.msi, msi_pixel_size_um=None, msi_mask=None, tic_threshold=None, tissue_image="auto")
+    content, why = read_content(s.rna, s.msi, section)
+    if content is None:
+        raise SystemExit(f"seed content cannot be read: {why}")
+    estimate = content_estimate(reg.pose, section, content)
+    slack = float(reg.qc.details["pose_slack_um"])
+    sigma_o2 = outline_variance(section)
+    rules = {"register_rule": sigma_o2, "slack_rule": sigma_o2 + (0.5 * slack) ** 2}
+    return {
+        "share_error_um": {f"{k:.2f}": error(estimate.at(k).matrix) for k in np.linspace(0, 1, 21)},
+        "pose_slack_um": slack,
+        "content_sd_um": float(np.sqrt(estimate.sigma_c2)),
+        "outline_sd_um": float(np.sqrt(sigma_o2)),
+        **{f"{name}_error_um": error(estimate.at(v / (v + estimate.sigma_c2)).matrix) for name, v in rules.items()},
     }
 
 
@@ -274,6 +307,7 @@ def probe(seed: int, args, coverage: float | None) -> dict:
         **({"fused_error_um": fused_errors(s, reg, args.fuse, pitch, error)} if args.fuse else {}),
         **(combined_error(s, reg, error) if args.combine else {}),
         **(transport_errors(s, reg, args.transport, error) if args.transport else {}),
+        **(share_errors(s, reg, error) if args.shares else {}),
         "content_r2": {str(k): round(v, 5) for k, v in r2.items()},
         "content_only_error_um": error(_moved(truth, best.x, centre)),
         "registered_error_um": error(np.asarray(reg.affine, float)),
@@ -291,6 +325,7 @@ def main() -> None:
     parser.add_argument("--coverage", default=None, help="MSI coverage of the tissue, e.g. 0.8 or 0.7-0.9 (spread over the seeds)")
     parser.add_argument("--fuse", default="", type=lambda t: [float(x) for x in t.split(",") if x], help="content weights")
     parser.add_argument("--combine", action="store_true", help="precision-weighted outline and content estimates")
+    parser.add_argument("--shares", action="store_true", help="the error along the way to the content's optimum, and two share rules")
     parser.add_argument("--transport", type=int, default=0, help="rounds of the content carried by a moscot coupling")
     args = parser.parse_args()
     lo, _, hi = args.seeds.partition("-")
@@ -325,7 +360,9 @@ def main() -> None:
     for weight in rows[0].get("fused_error_um", {}):
         errors = [r["fused_error_um"][weight] for r in rows]
         out[f"fused_{weight}_error_um_median"], out[f"fused_{weight}_error_um_max"] = float(np.median(errors)), float(np.max(errors))
-    for key in ("transport_error_um", "transport_from_truth_um") if args.transport else ():
+    keys = [*(("transport_error_um", "transport_from_truth_um") if args.transport else ()),
+            *(("register_rule_error_um", "slack_rule_error_um") if args.shares else ())]
+    for key in keys:
         out[f"{key}_median"], out[f"{key}_max"] = summary(key, np.median), summary(key, np.max)
     if args.combine:
         out["combined_error_um_median"] = summary("combined_error_um", np.median)

@@ -165,21 +165,33 @@ def _turned(pose: Pose, p: np.ndarray, centre: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class ContentMove:
-    """The pose after the content's share of the way, and QC details."""
+class ContentEstimate:
+    """The content's own optimum near a pose, and how precisely the section pins it.
+
+    Attributes
+    ----------
+    pose
+        The pose it was searched from.
+    step
+        The optimum as a shift (um, x and y) and a turn (rad) about ``centre``, after ``pose``.
+    centre
+        The pixels' centre under ``pose``.
+    sigma_c2
+        The mean squared displacement of the optimum over the block-bootstrap draws (um^2).
+    """
 
     pose: Pose
-    details: dict
+    step: np.ndarray
+    centre: np.ndarray
+    sigma_c2: float
+
+    def at(self, share: float) -> Pose:
+        """``pose`` moved by ``share`` of the way to the optimum."""
+        return Pose(_turned(self.pose, share * self.step, self.centre))
 
 
-def content_move(pose: Pose, section: Section, content: Content, *, seed: int = 0) -> ContentMove:
-    """Move ``pose`` towards the content's optimum by the share its precision earns (module notes).
-
-    Details: ``content_sd_um`` (sigma_c: the bootstrap spread of the content's optimum,
-    mean over the pixels), ``content_share`` (of the way taken), ``content_offset_um`` (how
-    far the content's optimum lies from ``pose``) and ``content_move_um`` (the move made).
-    """
-    start = time.perf_counter()
+def content_estimate(pose: Pose, section: Section, content: Content, *, seed: int = 0) -> ContentEstimate:
+    """The content's optimum near ``pose`` and its bootstrap spread (module notes)."""
     fit = _ContentFit(section, content)
     centre = pose.apply(fit.pixels).mean(axis=0)
     coarser = max(section.rna_spacing_um, section.msi_pixel_size_um)
@@ -195,8 +207,7 @@ def content_move(pose: Pose, section: Section, content: Content, *, seed: int = 
         )
         return result.x
 
-    everything = np.arange(len(fit.pixels))
-    best = optimum(everything)
+    best = optimum(np.arange(len(fit.pixels)))
     at_best = Pose(_turned(pose, best, centre))
     cells = np.floor(fit.pixels / (BLOCK_PITCHES * coarser)).astype(np.int64)
     blocks = np.unique(cells, axis=0, return_inverse=True)[1].ravel()
@@ -206,15 +217,39 @@ def content_move(pose: Pose, section: Section, content: Content, *, seed: int = 
     for _ in range(N_DRAWS):
         rows = np.concatenate([members[b] for b in rng.integers(0, len(members), len(members))])
         spreads.append(Pose(_turned(pose, optimum(rows), centre)).displacement(at_best, fit.pixels))
-    sigma_c2 = float(np.mean(np.square(spreads)))
-    sigma_o2 = (OUTLINE_SD_PITCHES * coarser) ** 2
-    share = sigma_o2 / (sigma_o2 + sigma_c2)
-    moved = Pose(_turned(pose, share * best, centre))
+    return ContentEstimate(pose, best, centre, float(np.mean(np.square(spreads))))
+
+
+def outline_variance(section: Section) -> float:
+    """sigma_o^2: the prior spread of the outlines' pose (um^2), a tenth of the coarser pitch squared."""
+    return (OUTLINE_SD_PITCHES * max(section.rna_spacing_um, section.msi_pixel_size_um)) ** 2
+
+
+@dataclass(frozen=True)
+class ContentMove:
+    """The pose after the content's share of the way, and QC details."""
+
+    pose: Pose
+    details: dict
+
+
+def content_move(pose: Pose, section: Section, content: Content, *, seed: int = 0) -> ContentMove:
+    """Move ``pose`` towards the content's optimum by the share its precision earns (module notes).
+
+    Details: ``content_sd_um`` (sigma_c: the bootstrap spread of the content's optimum,
+    mean over the pixels), ``content_share`` (of the way taken), ``content_offset_um`` (how
+    far the content's optimum lies from ``pose``) and ``content_move_um`` (the move made).
+    """
+    start = time.perf_counter()
+    estimate = content_estimate(pose, section, content, seed=seed)
+    sigma_o2 = outline_variance(section)
+    share = sigma_o2 / (sigma_o2 + estimate.sigma_c2)
+    moved = estimate.at(share)
     details = {
         "content": "used: the pose moved towards the content's optimum by its share",
-        "content_sd_um": float(np.sqrt(sigma_c2)),
+        "content_sd_um": float(np.sqrt(estimate.sigma_c2)),
         "content_share": float(share),
-        "content_offset_um": float(at_best.displacement(pose, section.msi_um)),
+        "content_offset_um": float(estimate.at(1.0).displacement(pose, section.msi_um)),
         "content_move_um": float(moved.displacement(pose, section.msi_um)),
         "content_seconds": time.perf_counter() - start,
     }
