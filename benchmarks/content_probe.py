@@ -211,20 +211,17 @@ def _transport_plan(cost: np.ndarray) -> np.ndarray:
 
 def _rigid_fit_of_plan(moved: np.ndarray, spots: np.ndarray, plan: np.ndarray) -> np.ndarray:
     """The turn and shift (3 x 3) that best take the moved pixels to their plan barycentres."""
+    from spatial_mg.align._procrustes import fit_similarity
+
     mass = plan.sum(axis=1)
     keep = mass > 1e-3 * mass.max()
-    x, y, w = moved[keep], (plan[keep] @ spots) / mass[keep, None], mass[keep] / mass[keep].sum()
-    mx, my = w @ x, w @ y
-    u, _, vt = np.linalg.svd(((x - mx) * w[:, None]).T @ (y - my))
-    turn = vt.T @ np.diag([1.0, np.sign(np.linalg.det(vt.T @ u.T))]) @ u.T
-    out = np.eye(3)
-    out[:2, :2], out[:2, 2] = turn, my - turn @ mx
-    return out
+    barycentres = (plan[keep] @ spots) / mass[keep, None]
+    return fit_similarity(moved[keep], barycentres, mass[keep], reflection=False, scale=False).matrix
 
 
 def transport_rounds(section, content, start: np.ndarray, rounds: int) -> np.ndarray:
     """``--transport``: the pose after ``rounds`` rounds of the content coupling (module notes)."""
-    from spatial_mg.align._content import RIDGE, _ContentFit
+    from spatial_mg.align._content import _ContentFit
     from spatial_mg.align._subsample import even_subsample
 
     fit = _ContentFit(section, content)
@@ -233,13 +230,7 @@ def transport_rounds(section, content, start: np.ndarray, rounds: int) -> np.nda
     pose = start.copy()
     for _ in range(rounds):
         moved = pixels @ pose[:2, :2].T + pose[:2, 2]
-        dist, idx = fit.tree.query(moved, k=fit.k)
-        w = np.exp(-0.5 * (dist / fit.width) ** 2)
-        inside = w.sum(axis=1) > 0.5
-        g = (w[inside, :, None] * fit.rna[idx[inside]]).sum(axis=1) / w[inside].sum(axis=1, keepdims=True)
-        g = np.column_stack([g, np.ones(len(g))])
-        y = fit.msi[rows][inside]
-        beta = np.linalg.solve(g.T @ g + RIDGE * np.eye(g.shape[1]), g.T @ y)
+        g, y, beta = fit.regression(pose, rows)
         residual = ((y - g @ beta) ** 2).mean(axis=0)
         predicted = np.column_stack([fit.rna, np.ones(len(fit.rna))]) @ beta
         content_cost = (((fit.msi[rows][:, None, :] - predicted[None]) ** 2) / residual).sum(axis=-1) / 2

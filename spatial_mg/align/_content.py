@@ -139,7 +139,10 @@ class _ContentFit:
         self.width = section.rna_spacing_um / 2
         self.k = min(NEIGHBOURS, len(section.rna_um))
 
-    def explained(self, matrix: np.ndarray, rows: np.ndarray) -> float:
+    def regression(self, matrix: np.ndarray, rows: np.ndarray):
+        """Under ``matrix``: the spots' components interpolated at the pixels the spots surround (with
+        a constant column), those pixels' MSI components and the ridge map between them; ``None``
+        when too few pixels are surrounded to fit it."""
         moved = self.pixels[rows] @ matrix[:2, :2].T + matrix[:2, 2]
         dist, idx = self.tree.query(moved, k=self.k)
         dist, idx = dist.reshape(len(rows), self.k), idx.reshape(len(rows), self.k)
@@ -147,11 +150,18 @@ class _ContentFit:
         total = w.sum(axis=1)
         inside = total > 0.5  # pixels the spots surround
         if inside.sum() <= 2 * self.rna.shape[1]:
-            return 0.0
+            return None
         g = (w[inside, :, None] * self.rna[idx[inside]]).sum(axis=1) / total[inside, None]
         g = np.column_stack([g, np.ones(len(g))])
         y = self.msi[rows][inside]
         beta = np.linalg.solve(g.T @ g + RIDGE * np.eye(g.shape[1]), g.T @ y)
+        return g, y, beta
+
+    def explained(self, matrix: np.ndarray, rows: np.ndarray) -> float:
+        fitted = self.regression(matrix, rows)
+        if fitted is None:
+            return 0.0
+        g, y, beta = fitted
         return float(1.0 - ((y - g @ beta) ** 2).sum() / ((y - y.mean(axis=0)) ** 2).sum())
 
 
