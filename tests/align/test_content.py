@@ -96,3 +96,14 @@ def test_content_that_cannot_be_read_says_why(rich_section):
     flat.X = np.ones_like(np.asarray(flat.X, dtype=np.float32))
     constant, why = read_content(s.rna, flat, section)
     assert constant is None and "do not vary" in why
+
+
+def test_rna_counts_read_alike_sparse_or_dense(rich_section):
+    """Spots' counts as a sparse matrix (what read_visium gives) or dense give the same RNA components."""
+    s, section, content = rich_section
+    dense = s.rna.copy()
+    dense.X = np.asarray(s.rna.X.toarray(), dtype=np.float32)
+    got, why = read_content(dense, s.msi, section)
+    assert got is not None, why
+    np.testing.assert_allclose(np.abs(got.rna), np.abs(content.rna), rtol=1e-4, atol=1e-4)  # up to each component's sign
+    assert not np.allclose(np.abs(got.rna[:, 0]), np.abs(got.rna[:, 1]))  # components, not one column repeated
