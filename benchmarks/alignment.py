@@ -42,6 +42,9 @@ Prints one JSON line per part (``--parts``, default all):
   every part uses the content by default, as ``register`` does); ``--genes`` / ``--metabolites``
   set how rich that content is (20 / 10 by default, the sweeps' sections; the generator's
   defaults are 300 / 30).
+- ``--tissue-outline disc`` gives the synthetic and partial parts round tissues
+  (``synthetic_vicari(tissue_outline="disc")``: a tissue core or punch, whose outline
+  says nothing of its turn), the case where only the content can place the pose.
 - ``speed``: register + pair (``spot_mean``) wall time for the ``--sizes`` (spots x raster
   pixels, synthetic sections whose raster pitch gives about that many pixels).
 - ``pairing``: ``pair`` alone on ``--pairing-size`` (bins x pixels) given a transform, with
@@ -88,7 +91,13 @@ def _sizes(text: str) -> list[tuple[int, int]]:
 
 
 def _sweep_dataset(
-    seed: int, n_spots: int, cover: float | None, keep_unacquired: bool = False, n_genes: int = 20, n_metabolites: int = 10
+    seed: int,
+    n_spots: int,
+    cover: float | None,
+    keep_unacquired: bool = False,
+    n_genes: int = 20,
+    n_metabolites: int = 10,
+    tissue_outline: str = "blob",
 ):
     """One section of the accuracy sweeps: mirrored on odd seeds, the MSI over ``cover`` of the tissue."""
     import spatial_mg as smg
@@ -102,6 +111,7 @@ def _sweep_dataset(
         msi_reflect=bool(seed % 2),
         msi_coverage=cover,
         msi_keep_unacquired=keep_unacquired,
+        tissue_outline=tissue_outline,
     )
 
 
@@ -193,7 +203,8 @@ def run_synthetic(args, part: str = "synthetic", coverage: str | None = None) ->
     seeds = _seeds(args.seeds)
     for seed, cover in zip(seeds, _coverages(coverage, len(seeds))):
         data = _sweep_dataset(
-            seed, args.n_spots, cover, args.keep_unacquired and cover is not None, args.genes, args.metabolites
+            seed, args.n_spots, cover, args.keep_unacquired and cover is not None, args.genes, args.metabolites,
+            args.tissue_outline,
         )
         s = data.sections[0]
         if args.he_resolution == "hires":
@@ -259,6 +270,7 @@ def run_synthetic(args, part: str = "synthetic", coverage: str | None = None) ->
             "content": args.content,
             "genes": args.genes,
             "metabolites": args.metabolites,
+            "tissue_outline": args.tissue_outline,
             "rna_outline_sources": sorted({str(r["rna_outline_source"]) for r in rows}),
             **qc_confusion(rows),
             "seeds": [r["seed"] for r in rows],
@@ -545,6 +557,12 @@ def main() -> None:
     )
     parser.add_argument("--genes", type=int, default=20, help="genes of the synthetic accuracy sections")
     parser.add_argument("--metabolites", type=int, default=10, help="metabolites of the synthetic accuracy sections")
+    parser.add_argument(
+        "--tissue-outline",
+        default="blob",
+        choices=("blob", "disc"),
+        help="synthetic parts: an irregular tissue (blob) or a round one (disc: its outline says nothing of its turn)",
+    )
     args = parser.parse_args()
     args.tissue_image = None if args.tissue_image == "none" else args.tissue_image
     parts = {

@@ -31,7 +31,7 @@ from ._containers import SyntheticSection, SyntheticVicari
 from ._expression import GeneProgrammes
 from ._images import LOWRES_PX, SlideRenderer, squidpy_spatial
 from ._msi import N_NOISE_PEAKS, MsiRaster, footprint_cover, noise_peak_intensities, observe_intensities, straight_cut
-from ._tissue import SectionPose, TissueModel
+from ._tissue import OUTLINES, SectionPose, TissueModel
 from ._visium_grid import grid_spots, grid_to_um, spot_barcodes
 
 # metabolite_means.layers: the expected intensity given the spot's cell states alone (the
@@ -63,6 +63,7 @@ def synthetic_vicari(
     um_per_px: float | None = None,
     msi_coverage: float | None = None,
     msi_keep_unacquired: bool = False,
+    tissue_outline: str = "blob",
     seed: int = 0,
 ) -> SyntheticVicari:
     """Generate a synthetic Vicari-type dataset: Visium RNA + MALDI-MSI on serial sections.
@@ -113,6 +114,10 @@ def synthetic_vicari(
         spectra (all intensities and ``obs["tic"]`` 0), as exports that fill the raster's
         bounding rectangle do, instead of leaving them out. ``obs["acquired"]`` says which
         pixels were acquired (truth; ``obs["in_tissue"]`` stays where the tissue lies).
+    tissue_outline
+        ``"blob"`` (default): an irregular outline. ``"disc"``: a circle, as a tissue core or
+        punch has, whose outline says nothing of the tissue's turn (only its content does);
+        everything else is drawn as for the blob.
     seed
         Everything is a deterministic function of the arguments and ``seed``.
 
@@ -125,10 +130,12 @@ def synthetic_vicari(
     _check_args(n_sections, n_spots, n_genes, n_metabolites, n_states, n_domains, msi_pitch_um, library_size)
     if msi_coverage is not None and not (np.isfinite(msi_coverage) and 0 < msi_coverage <= 1):
         raise ValueError(f"msi_coverage must be a share of the tissue in (0, 1] (or None), got {msi_coverage!r}.")
+    if tissue_outline not in OUTLINES:
+        raise ValueError(f"tissue_outline must be one of {OUTLINES}, got {tissue_outline!r}.")
     streams = np.random.SeedSequence(seed).spawn(4 + n_sections)
     rng_tissue, rng_genes, rng_peaks, rng_sections = (np.random.default_rng(s) for s in streams[:4])
 
-    tissue = TissueModel.sample(rng_tissue, n_spots * _SPOT_AREA_UM2, n_domains, n_states, n_metabolites)
+    tissue = TissueModel.sample(rng_tissue, n_spots * _SPOT_AREA_UM2, n_domains, n_states, n_metabolites, outline=tissue_outline)
     # regions differ in UMI yield; keep the tissue-wide mean at 1 so library_size means what it says
     lib_norm = float(tissue.library_factor(tissue.reference_points()).mean())
     genes = GeneProgrammes.sample(rng_genes, n_genes, n_states)

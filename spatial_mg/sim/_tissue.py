@@ -18,6 +18,7 @@ from ._fields import SmoothField
 
 _EDGE_UM = 10.0  # width of the soft tissue edge seen by the MSI
 _DOMAIN_SOFTNESS_UM = 60.0  # how wide the transition between neighbouring domains is
+OUTLINES = ("blob", "disc")
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,24 @@ class TissueModel:
         n_states: int,
         n_metabolites: int,
         n_hidden: int = 16,
+        outline: str = "blob",
     ) -> TissueModel:
-        """Draw a tissue of about ``area_um2`` square micrometres."""
+        """Draw a tissue of about ``area_um2`` square micrometres.
+
+        ``outline``: ``"blob"`` (an irregular outline) or ``"disc"`` (a circle, as a tissue
+        core or punch has: the outline says nothing of the tissue's turn). The other draws
+        are the same for both.
+        """
+        if outline not in OUTLINES:
+            raise ValueError(f"outline must be one of {OUTLINES}, got {outline!r}.")
         n_harm = 5
         harmonics = rng.normal(0.0, 1.0, size=(n_harm, 2)) * (0.13 / np.arange(1, n_harm + 1) ** 0.7)[:, None]
         # scale the radius so that the blob area, 1/2 * integral r(phi)^2, is area_um2
         phi = np.linspace(0, 2 * np.pi, 720, endpoint=False)
-        # keep the outline between 0.65 and 1.35 of the mean radius: a blob, not a starfish
-        harmonics = harmonics * min(1.0, 0.35 / np.abs(cls._relative_radius(harmonics, phi) - 1).max())
+        if outline == "disc":
+            harmonics = np.zeros_like(harmonics)
+        else:  # keep the outline between 0.65 and 1.35 of the mean radius: a blob, not a starfish
+            harmonics = harmonics * min(1.0, 0.35 / np.abs(cls._relative_radius(harmonics, phi) - 1).max())
         radius = np.sqrt(area_um2 / (np.pi * np.mean(cls._relative_radius(harmonics, phi) ** 2)))
 
         centres = cls._domain_centres(rng, harmonics, radius, n_domains)
