@@ -29,6 +29,13 @@ sweep sections (``benchmarks/alignment.py``'s), with the true pose known:
   outline pose), sigma_c and sigma_o; and the error under two rules for the share:
   ``register``'s (sigma_o fixed) and one where sigma_o^2 also grows with the outline's
   slack, (0.5 x slack)^2 (``slack_rule_error_um``).
+- ``--global-search`` (with ``--tissue-outline disc``, a round tissue whose outline
+  cannot place the turn): ``global_errors_um``, the errors of the five best poses of a
+  search by the content alone over both handednesses, every 10 degrees and every 100 um
+  of shift (the pixels' centre anywhere within 100 um of a spot), at ``register``'s
+  scale; each scored by the share of 600 sampled pixels' MSI components (all of them,
+  0 for those off the spots) explained by the spots' components (interpolated once on
+  a 20 um grid, bilinear) through a ridge map refitted per pose.
 - ``--transport 8``: ``transport_error_um``: the content carried by a moscot coupling
   instead of the kernel regression, iterated that many rounds from ``register``'s outline
   pose and from the true pose (``transport_from_truth_um``: where it drifts when started
@@ -47,6 +54,7 @@ Prints one JSON line per seed (stderr) and a summary line (stdout)::
     python benchmarks/content_probe.py --seeds 0-9 --coverage 0.7-0.9 --fuse 30,100
     python benchmarks/content_probe.py --seeds 0-9 --genes 300 --metabolites 30 --transport 8
     python benchmarks/content_probe.py --seeds 0-9 --coverage 0.7-0.9 --shares
+    python benchmarks/content_probe.py --seeds 0-9 --genes 300 --metabolites 30 --tissue-outline disc --global-search
 """
 
 from __future__ import annotations
@@ -189,6 +197,74 @@ def share_errors(s, reg, error) -> dict:
     }
 
 
+def _content_grid(spots: np.ndarray, components: np.ndarray, width: float, step: float):
+    """The spots' components interpolated on a grid (Gaussian, as ``_ContentFit``), and where the spots surround it."""
+    lo = spots.min(axis=0) - 2 * width
+    gx, gy = (np.arange(lo[k], spots[:, k].max() + 2 * width, step) for k in (0, 1))
+    nodes = np.stack(np.meshgrid(gx, gy, indexing="ij"), axis=-1).reshape(-1, 2)
+    dist, idx = cKDTree(spots).query(nodes, k=12)
+    w = np.exp(-0.5 * (dist / width) ** 2)
+    total = w.sum(axis=1)
+    values = (w[:, :, None] * components[idx]).sum(axis=1) / np.maximum(total, 1e-12)[:, None]
+    return lo, step, values.reshape(len(gx), len(gy), -1), (total > 0.5).reshape(len(gx), len(gy)).astype(float)
+
+
+def _explained_on_grid(grid, xy: np.ndarray, y: np.ndarray) -> float:
+    """Share of all pixels' MSI variance explained (0 for pixels off the spots) under the moved positions ``xy``."""
+    from scipy.ndimage import map_coordinates
+
+    from spatial_mg.align._content import RIDGE
+
+    lo, step, values, inside = grid
+    at = ((xy - lo) / step).T
+    on = map_coordinates(inside, at, order=1, cval=0.0) > 0.5
+    if on.sum() < 3 * values.shape[-1]:
+        return 0.0
+    g = np.stack([map_coordinates(values[..., k], at[:, on], order=1) for k in range(values.shape[-1])], axis=1)
+    g = np.column_stack([g, np.ones(len(g))])
+    beta = np.linalg.solve(g.T @ g + RIDGE * np.eye(g.shape[1]), g.T @ y[on])
+    total = ((y - y.mean(axis=0)) ** 2).sum()
+    return float((((y[on] - y[on].mean(axis=0)) ** 2).sum() - ((y[on] - g @ beta) ** 2).sum()) / total)
+
+
+def global_search(s, reg, error) -> dict:
+    """``--global-search``: the content's five best poses over every turn, handedness and shift."""
+    from spatial_mg.align._content import read_content
+    from spatial_mg.align._section import prepare_section
+    from spatial_mg.align._subsample import even_subsample
+
+    section = prepare_section(s.rna, s.msi, msi_pixel_size_um=None, msi_mask=None, tic_threshold=None, tissue_image="auto")
+    content, why = read_content(s.rna, s.msi, section)
+    if content is None:
+        raise SystemExit(f"seed content cannot be read: {why}")
+    start = time.perf_counter()
+    pixels = section.msi_um[content.msi_index]
+    rows = even_subsample(pixels, 600)
+    centred, y = pixels[rows] - pixels[rows].mean(axis=0), content.msi[rows]
+    grid = _content_grid(section.rna_um, content.rna, section.rna_spacing_um / 2, 20.0)
+    spots = section.rna_um
+    shifts = np.stack(np.meshgrid(*(np.arange(spots[:, k].min(), spots[:, k].max(), 100.0) for k in (0, 1))), axis=-1).reshape(-1, 2)
+    shifts = shifts[cKDTree(spots).query(shifts)[0] < 100.0]
+    scale = reg.pose.scale
+    found = []
+    for mirror in (False, True):
+        for degrees in range(0, 360, 10):
+            a = np.deg2rad(degrees)
+            linear = scale * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) @ np.diag([1.0, -1.0 if mirror else 1.0])
+            turned = centred @ linear.T
+            for shift in shifts:
+                matrix = np.eye(3)
+                matrix[:2, :2], matrix[:2, 2] = linear, shift - linear @ pixels[rows].mean(axis=0)
+                found.append((_explained_on_grid(grid, turned + shift, y), matrix))
+    found.sort(key=lambda f: -f[0])
+    return {
+        "global_errors_um": [error(matrix) for _, matrix in found[:5]],
+        "global_explained": [share for share, _ in found[:5]],
+        "global_poses_scored": len(found),
+        "global_seconds": time.perf_counter() - start,
+    }
+
+
 def _transport_plan(cost: np.ndarray) -> np.ndarray:
     """moscot's unbalanced Sinkhorn plan for a given pixels x spots cost matrix."""
     import anndata as ad
@@ -264,7 +340,7 @@ def probe(seed: int, args, coverage: float | None) -> dict:
 
     s = smg.sim.synthetic_vicari(
         n_sections=1, seed=seed, n_spots=args.n_spots, n_genes=args.genes, n_metabolites=args.metabolites,
-        msi_reflect=bool(seed % 2), msi_coverage=coverage,
+        msi_reflect=bool(seed % 2), msi_coverage=coverage, tissue_outline=args.tissue_outline,
     ).sections[0]
     acquired = s.msi.obs["acquired"].to_numpy(bool) if "acquired" in s.msi.obs else np.ones(s.msi.n_obs, bool)
     tissue = s.msi.obs["in_tissue"].to_numpy(bool) & acquired
@@ -299,6 +375,7 @@ def probe(seed: int, args, coverage: float | None) -> dict:
         **(combined_error(s, reg, error) if args.combine else {}),
         **(transport_errors(s, reg, args.transport, error) if args.transport else {}),
         **(share_errors(s, reg, error) if args.shares else {}),
+        **(global_search(s, reg, error) if args.global_search else {}),
         "content_r2": {str(k): round(v, 5) for k, v in r2.items()},
         "content_only_error_um": error(_moved(truth, best.x, centre)),
         "registered_error_um": error(np.asarray(reg.affine, float)),
@@ -313,6 +390,8 @@ def main() -> None:
     parser.add_argument("--genes", type=int, default=20, help="20 and 10: the alignment sweep's sections")
     parser.add_argument("--metabolites", type=int, default=10)
     parser.add_argument("--shifts", default="20,40,80", type=lambda t: [float(x) for x in t.split(",")])
+    parser.add_argument("--tissue-outline", default="blob", choices=("blob", "disc"), help="the generator's tissue outline")
+    parser.add_argument("--global-search", action="store_true", help="the content's best pose over every turn and shift")
     parser.add_argument("--coverage", default=None, help="MSI coverage of the tissue, e.g. 0.8 or 0.7-0.9 (spread over the seeds)")
     parser.add_argument("--fuse", default="", type=lambda t: [float(x) for x in t.split(",") if x], help="content weights")
     parser.add_argument("--combine", action="store_true", help="precision-weighted outline and content estimates")
@@ -353,6 +432,8 @@ def main() -> None:
         out[f"fused_{weight}_error_um_median"], out[f"fused_{weight}_error_um_max"] = float(np.median(errors)), float(np.max(errors))
     keys = [*(("transport_error_um", "transport_from_truth_um") if args.transport else ()),
             *(("register_rule_error_um", "slack_rule_error_um") if args.shares else ())]
+    if args.global_search:
+        out["global_best_error_um_per_seed"] = [r["global_errors_um"][0] for r in rows]
     for key in keys:
         out[f"{key}_median"], out[f"{key}_max"] = summary(key, np.median), summary(key, np.max)
     if args.combine:
