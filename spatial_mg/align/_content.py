@@ -174,6 +174,19 @@ def _turned(pose: Pose, p: np.ndarray, centre: np.ndarray) -> np.ndarray:
     return turn @ pose.matrix
 
 
+def local_optimum(fit: _ContentFit, pose: Pose, centre: np.ndarray, rows: np.ndarray, *, step_um: float) -> np.ndarray:
+    """The shift (um) and turn (rad, about ``centre``) after ``pose`` under which the content explains most
+    (Nelder-Mead from ``pose``, first steps of ``step_um``)."""
+    simplex = [[0, 0, 0], [step_um, 0, 0], [0, step_um, 0], [0, 0, step_um / max(float(np.ptp(fit.pixels)), 1.0)]]
+    result = minimize(
+        lambda p: -fit.explained(_turned(pose, p, centre), rows),
+        np.zeros(3),
+        method="Nelder-Mead",
+        options={"initial_simplex": simplex, "xatol": 0.3, "fatol": 1e-7},
+    )
+    return result.x
+
+
 @dataclass(frozen=True)
 class ContentEstimate:
     """The content's own optimum near a pose, and how precisely the section pins it.
@@ -207,15 +220,7 @@ def content_estimate(pose: Pose, section: Section, content: Content, *, seed: in
     coarser = max(section.rna_spacing_um, section.msi_pixel_size_um)
 
     def optimum(rows: np.ndarray) -> np.ndarray:
-        step = 0.1 * coarser
-        simplex = [[0, 0, 0], [step, 0, 0], [0, step, 0], [0, 0, step / max(float(np.ptp(fit.pixels)), 1.0)]]
-        result = minimize(
-            lambda p: -fit.explained(_turned(pose, p, centre), rows),
-            np.zeros(3),
-            method="Nelder-Mead",
-            options={"initial_simplex": simplex, "xatol": 0.3, "fatol": 1e-7},
-        )
-        return result.x
+        return local_optimum(fit, pose, centre, rows, step_um=0.1 * coarser)
 
     best = optimum(np.arange(len(fit.pixels)))
     at_best = Pose(_turned(pose, best, centre))

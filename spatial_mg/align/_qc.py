@@ -147,6 +147,13 @@ def judge(
             "before the outlines where both modalities measured mismatch 20% more, so that part of the outline "
             "hardly pins it; pairs may be off by tens of um - check the overlay, or give landmarks"
         )
+    placed = details.get("content_placed_um")
+    if placed is not None:
+        reasons.append(
+            f"the tissue outlines could not place the pose ({details.get('outline_unpinned', 'not pinned')}), so the "
+            f"tissue's content placed it, {placed:.0f} um from where they put it; the outline cannot confirm it - "
+            "check the overlay, or give landmarks"
+        )
     margin = details.get("candidate_margin")
     if margin is not None and margin < 0:
         alt = details.get("runner_up", "another pose")

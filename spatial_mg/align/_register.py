@@ -24,7 +24,9 @@ function that says what it decides and why:
 5b. :func:`content_move` (``_content``; ``content=True``, the default): the tissue's
    content (RNA and MSI principal components) gives a second estimate of the pose, and the
    pose moves towards it by the share its precision on this section earns (a block
-   bootstrap).
+   bootstrap). Where the outlines do not pin the settled pose (a round tissue, say), the
+   content is first searched over every turn and shift (``_content_search``) and may
+   place the pose itself; the QC then says so.
 6. :func:`verify` (``_verify``): the checks every returned pose gets, whatever made it
    (``refine_fit=False`` returns moscot's fit as is, and it is checked the same way; so is
    a pose given to :func:`assess_pose`): how far refits from it end (``pose_drift_um``,
@@ -55,6 +57,7 @@ from ._agreement import PoseScore
 from ._candidates import Coupling, candidate_poses, couple, outline_search
 from ._choose import choose_pose, refine_candidates
 from ._content import Content, content_move, read_content
+from ._content_search import outline_cannot_place, place_by_content
 from ._inputs import shared_feature_matrices
 from ._landmarks import landmark_pose
 from ._moscot import RETRY_EPSILON_FACTOR, TransportSettings, jax_device
@@ -339,7 +342,8 @@ def _moscot_pose(
         with stages("choose"):
             choice = choose_pose(refined, section.msi_um, pitch=section.pitch)
         with stages("settle"):
-            pose = settle(choice.chosen.pose, aligner, section.msi_um, pitch=section.pitch, scale=scale, affine=affine).pose
+            settled = settle(choice.chosen.pose, aligner, section.msi_um, pitch=section.pitch, scale=scale, affine=affine)
+            pose = settled.pose
         info |= choice.details()
         if content is not None:  # before verify: the pose returned is the pose checked
             with stages("content"):
@@ -348,6 +352,11 @@ def _moscot_pose(
                     info["content"] = f"not used: {why}"
                 else:
                     try:
+                        unpinned = outline_cannot_place(settled, choice, section, section.msi_um)
+                        if unpinned is not None:  # a round tissue, say: the content searched everywhere
+                            placed = place_by_content(pose, section, tissue_content)
+                            info |= {"outline_unpinned": unpinned, **placed.details}
+                            pose = placed.pose or pose
                         move = content_move(pose, section, tissue_content)
                         pose = move.pose
                         info |= move.details
