@@ -30,12 +30,13 @@ sweep sections (``benchmarks/alignment.py``'s), with the true pose known:
   ``register``'s (sigma_o fixed) and one where sigma_o^2 also grows with the outline's
   slack, (0.5 x slack)^2 (``slack_rule_error_um``).
 - ``--global-search`` (with ``--tissue-outline disc``, a round tissue whose outline
-  cannot place the turn): ``global_errors_um``, the errors of the five best poses of a
-  search by the content alone over both handednesses, every 10 degrees and every 100 um
-  of shift (the pixels' centre anywhere within 100 um of a spot), at ``register``'s
-  scale; each scored by the share of 600 sampled pixels' MSI components (all of them,
-  0 for those off the spots) explained by the spots' components (interpolated once on
-  a 20 um grid, bilinear) through a ridge map refitted per pose.
+  cannot place the turn): ``global_error_um``, the error of the pose ``register``'s
+  content search (``_content_search.search_content``) finds from ``register``'s outline
+  pose: every turn (10 degrees), handedness and shift (a spot pitch) scored by the
+  content, the best refined locally; with the share of the MSI content it and the outline
+  pose explain. (Until commit 31fbd86 the probe had its own grid and reported the five
+  best grid poses unrefined: the figures of that time in
+  ``results/content_probe_cpu_2026-11-29.jsonl``.)
 - ``--transport 8``: ``transport_error_um``: the content carried by a moscot coupling
   instead of the kernel regression, iterated that many rounds from ``register``'s outline
   pose and from the true pose (``transport_from_truth_um``: where it drifts when started
@@ -197,70 +198,22 @@ def share_errors(s, reg, error) -> dict:
     }
 
 
-def _content_grid(spots: np.ndarray, components: np.ndarray, width: float, step: float):
-    """The spots' components interpolated on a grid (Gaussian, as ``_ContentFit``), and where the spots surround it."""
-    lo = spots.min(axis=0) - 2 * width
-    gx, gy = (np.arange(lo[k], spots[:, k].max() + 2 * width, step) for k in (0, 1))
-    nodes = np.stack(np.meshgrid(gx, gy, indexing="ij"), axis=-1).reshape(-1, 2)
-    dist, idx = cKDTree(spots).query(nodes, k=12)
-    w = np.exp(-0.5 * (dist / width) ** 2)
-    total = w.sum(axis=1)
-    values = (w[:, :, None] * components[idx]).sum(axis=1) / np.maximum(total, 1e-12)[:, None]
-    return lo, step, values.reshape(len(gx), len(gy), -1), (total > 0.5).reshape(len(gx), len(gy)).astype(float)
-
-
-def _explained_on_grid(grid, xy: np.ndarray, y: np.ndarray) -> float:
-    """Share of all pixels' MSI variance explained (0 for pixels off the spots) under the moved positions ``xy``."""
-    from scipy.ndimage import map_coordinates
-
-    from spatial_mg.align._content import RIDGE
-
-    lo, step, values, inside = grid
-    at = ((xy - lo) / step).T
-    on = map_coordinates(inside, at, order=1, cval=0.0) > 0.5
-    if on.sum() < 3 * values.shape[-1]:
-        return 0.0
-    g = np.stack([map_coordinates(values[..., k], at[:, on], order=1) for k in range(values.shape[-1])], axis=1)
-    g = np.column_stack([g, np.ones(len(g))])
-    beta = np.linalg.solve(g.T @ g + RIDGE * np.eye(g.shape[1]), g.T @ y[on])
-    total = ((y - y.mean(axis=0)) ** 2).sum()
-    return float((((y[on] - y[on].mean(axis=0)) ** 2).sum() - ((y[on] - g @ beta) ** 2).sum()) / total)
-
-
 def global_search(s, reg, error) -> dict:
-    """``--global-search``: the content's five best poses over every turn, handedness and shift."""
+    """``--global-search``: ``register``'s search of the content over every turn and shift, from its outline pose."""
     from spatial_mg.align._content import read_content
+    from spatial_mg.align._content_search import search_content  # no public path: the search alone
     from spatial_mg.align._section import prepare_section
-    from spatial_mg.align._subsample import even_subsample
 
     section = prepare_section(s.rna, s.msi, msi_pixel_size_um=None, msi_mask=None, tic_threshold=None, tissue_image="auto")
     content, why = read_content(s.rna, s.msi, section)
     if content is None:
         raise SystemExit(f"seed content cannot be read: {why}")
     start = time.perf_counter()
-    pixels = section.msi_um[content.msi_index]
-    rows = even_subsample(pixels, 600)
-    centred, y = pixels[rows] - pixels[rows].mean(axis=0), content.msi[rows]
-    grid = _content_grid(section.rna_um, content.rna, section.rna_spacing_um / 2, 20.0)
-    spots = section.rna_um
-    shifts = np.stack(np.meshgrid(*(np.arange(spots[:, k].min(), spots[:, k].max(), 100.0) for k in (0, 1))), axis=-1).reshape(-1, 2)
-    shifts = shifts[cKDTree(spots).query(shifts)[0] < 100.0]
-    scale = reg.pose.scale
-    found = []
-    for mirror in (False, True):
-        for degrees in range(0, 360, 10):
-            a = np.deg2rad(degrees)
-            linear = scale * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) @ np.diag([1.0, -1.0 if mirror else 1.0])
-            turned = centred @ linear.T
-            for shift in shifts:
-                matrix = np.eye(3)
-                matrix[:2, :2], matrix[:2, 2] = linear, shift - linear @ pixels[rows].mean(axis=0)
-                found.append((_explained_on_grid(grid, turned + shift, y), matrix))
-    found.sort(key=lambda f: -f[0])
+    found, grid = search_content(reg.pose, section, content)
     return {
-        "global_errors_um": [error(matrix) for _, matrix in found[:5]],
-        "global_explained": [share for share, _ in found[:5]],
-        "global_poses_scored": len(found),
+        "global_error_um": error(found.matrix),
+        "global_explained": grid.explained(found.matrix),
+        "outline_explained": grid.explained(np.asarray(reg.affine, float)),
         "global_seconds": time.perf_counter() - start,
     }
 
@@ -433,7 +386,7 @@ def main() -> None:
     keys = [*(("transport_error_um", "transport_from_truth_um") if args.transport else ()),
             *(("register_rule_error_um", "slack_rule_error_um") if args.shares else ())]
     if args.global_search:
-        out["global_best_error_um_per_seed"] = [r["global_errors_um"][0] for r in rows]
+        out["global_error_um_per_seed"] = [r["global_error_um"] for r in rows]
     for key in keys:
         out[f"{key}_median"], out[f"{key}_max"] = summary(key, np.median), summary(key, np.max)
     if args.combine:

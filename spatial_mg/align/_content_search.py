@@ -102,9 +102,8 @@ class Placement:
     details: dict
 
 
-def place_by_content(pose: Pose, section: Section, content: Content) -> Placement:
-    """Search the content over every turn, handedness and shift (module notes); the better pose if it is clearly better."""
-    start = time.perf_counter()
+def search_content(pose: Pose, section: Section, content: Content) -> tuple[Pose, _GridContent]:
+    """The content's best pose over every turn, handedness and shift at ``pose``'s scale, refined locally; and the grid it was scored on."""
     grid = _GridContent(section, content)
     centre = grid.pixels.mean(axis=0)
     spots = section.rna_um
@@ -125,7 +124,14 @@ def place_by_content(pose: Pose, section: Section, content: Content) -> Placemen
     found = Pose(best_matrix)
     fit = _ContentFit(section, content)
     moved_centre = found.apply(fit.pixels).mean(axis=0)
-    found = Pose(_turned(found, local_optimum(fit, found, moved_centre, np.arange(len(fit.pixels)), step_um=0.5 * step), moved_centre))
+    step_back = local_optimum(fit, found, moved_centre, np.arange(len(fit.pixels)), step_um=0.5 * step)
+    return Pose(_turned(found, step_back, moved_centre)), grid
+
+
+def place_by_content(pose: Pose, section: Section, content: Content) -> Placement:
+    """The content's best pose (:func:`search_content`) where it lies elsewhere and explains clearly more (module notes)."""
+    start = time.perf_counter()
+    found, grid = search_content(pose, section, content)
     outline_share, content_share = grid.explained(pose.matrix), grid.explained(found.matrix)
     away = found.displacement(pose, section.msi_um)
     details = {
