@@ -248,8 +248,13 @@ class ContentMove:
     details: dict
 
 
-def content_move(pose: Pose, section: Section, content: Content, *, seed: int = 0) -> ContentMove:
+def content_move(
+    pose: Pose, section: Section, content: Content, *, seed: int = 0, outline_sd_um: float | None = None
+) -> ContentMove:
     """Move ``pose`` towards the content's optimum by the share its precision earns (module notes).
+
+    ``outline_sd_um``: sigma_o where the outlines are known to pin the pose loosely (their
+    slack, where it exceeds the QC's limit); ``None``: the prior (:func:`outline_variance`).
 
     Details: ``content_sd_um`` (sigma_c: the bootstrap spread of the content's optimum,
     mean over the pixels), ``content_share`` (of the way taken), ``content_offset_um`` (how
@@ -257,7 +262,7 @@ def content_move(pose: Pose, section: Section, content: Content, *, seed: int = 
     """
     start = time.perf_counter()
     estimate = content_estimate(pose, section, content, seed=seed)
-    sigma_o2 = outline_variance(section)
+    sigma_o2 = outline_variance(section) if outline_sd_um is None else max(outline_variance(section), outline_sd_um**2)
     share = sigma_o2 / (sigma_o2 + estimate.sigma_c2)
     moved = estimate.at(share)
     details = {

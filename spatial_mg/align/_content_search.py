@@ -14,8 +14,8 @@ sampled pixels' MSI components the spots' RNA components explain. That is the ri
 of ``_content``, refitted per pose; a pixel off the spots explains nothing, so a pose
 cannot score by leaving most pixels out. The spots' components are interpolated once on
 a 20 um grid. The best pose is then refined locally (``_content.local_optimum``). It
-replaces the outlines' pose only when it lies elsewhere (beyond ``DISTINCT_PITCHES``) and
-explains clearly more (``MIN_GAIN``).
+replaces the outlines' pose only when it explains clearly more (``MIN_GAIN``); nearby or
+far, the outlines could not say where the pose lies.
 
 The pose so placed rests on the content alone: the outline cannot confirm it, so the QC
 keeps the outline's reasons and says the content placed it.
@@ -138,13 +138,10 @@ def place_by_content(pose: Pose, section: Section, content: Content) -> Placemen
         "content_search_explained": [outline_share, content_share],
         "content_search_seconds": time.perf_counter() - start,
     }
-    if away <= DISTINCT_PITCHES * section.pitch:
-        details["content_search"] = f"the content's best pose agrees with the outlines' ({away:.0f} um apart)"
-        return Placement(None, details)
     if content_share < outline_share + MIN_GAIN:
         details["content_search"] = (
             f"the content's best pose ({away:.0f} um away) explains {content_share:.2f} of the MSI content against "
-            f"{outline_share:.2f}: not clearly better, the outlines' pose stands"
+            f"{outline_share:.2f}: not clearly more, so the outlines' pose is kept (the content then moves it by its share)"
         )
         return Placement(None, details)
     details["content_search"] = (

@@ -353,11 +353,13 @@ def _moscot_pose(
                 else:
                     try:
                         unpinned = outline_cannot_place(settled, choice, section, section.msi_um)
+                        outline_sd = None
                         if unpinned is not None:  # a round tissue, say: the content searched everywhere
                             placed = place_by_content(pose, section, tissue_content)
                             info |= {"outline_unpinned": unpinned, **placed.details}
                             pose = placed.pose or pose
-                        move = content_move(pose, section, tissue_content)
+                            outline_sd = settled.slack_um  # where the outlines' pose stands, it is that loose
+                        move = content_move(pose, section, tissue_content, outline_sd_um=outline_sd)
                         pose = move.pose
                         info |= move.details
                     except (np.linalg.LinAlgError, ValueError) as err:  # the outlines' pose stands
