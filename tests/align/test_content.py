@@ -80,6 +80,7 @@ def test_register_with_content_returns_the_moved_pose_and_says_so(rich_section):
         unused = smg.align.register(s.rna, s.msi, device="cpu", refine_fit=False)
     details = with_content.qc.details
     assert details["content"].startswith("used")
+    assert "content_search" not in details  # the outline pins this section: no search over every turn
     assert "content" not in plain.qc.details
     moved = with_content.pose.displacement(plain.pose, section.msi_um)
     assert moved == pytest.approx(details["content_move_um"], rel=1e-6, abs=1e-6)
