@@ -9,7 +9,7 @@ content still says where the tissue lies.
 When the outlines' settled pose is not pinned, by the QC's own measures (it slides or its
 refits spread beyond ``_qc.MAX_SLACK`` / ``MAX_SPREAD``, or a distinct rival fits the
 outline within ``_qc.MIN_MARGIN``), every pose of both handednesses, every 10 degrees and
-every spot pitch of shift, at the settled pose's scale, is scored by how much of 600
+every spot pitch of shift (coarser on a large tissue: ``MAX_TARGETS``), at the settled pose's scale, is scored by how much of 600
 sampled pixels' MSI components the spots' RNA components explain. That is the ridge map
 of ``_content``, refitted per pose; a pixel off the spots explains nothing, so a pose
 cannot score by leaving most pixels out. The spots' components are interpolated once on
@@ -44,6 +44,7 @@ TURN_STEP_DEG = 10.0
 SHIFT_STEP_PITCHES = 1.0  # in spot pitches
 GRID_STEP_UM = 20.0  # the spots' components interpolated this finely
 N_PIXELS = 600  # MSI tissue pixels scored per pose (an even subsample)
+MAX_TARGETS = 1500  # shifts searched per turn: a large tissue gets a coarser grid (seconds stay ~1 min)
 MIN_GAIN = 0.05  # of the pixels' MSI variance: what the content's pose must explain beyond the outlines'
 
 
@@ -102,15 +103,22 @@ class Placement:
     details: dict
 
 
+def _shift_targets(spots: np.ndarray, step: float) -> tuple[np.ndarray, float]:
+    """Where the pixels' centre may land: a grid over the spots, coarsened so that a large tissue has at most ``MAX_TARGETS``."""
+    while True:
+        axes = [np.arange(spots[:, k].min(), spots[:, k].max() + step, step) for k in (0, 1)]
+        targets = np.stack(np.meshgrid(*axes), axis=-1).reshape(-1, 2)
+        targets = targets[cKDTree(spots).query(targets)[0] <= step]  # on the tissue
+        if len(targets) <= MAX_TARGETS:
+            return targets, step
+        step *= np.sqrt(len(targets) / MAX_TARGETS) * 1.05
+
+
 def search_content(pose: Pose, section: Section, content: Content) -> tuple[Pose, _GridContent]:
     """The content's best pose over every turn, handedness and shift at ``pose``'s scale, refined locally; and the grid it was scored on."""
     grid = _GridContent(section, content)
     centre = grid.pixels.mean(axis=0)
-    spots = section.rna_um
-    step = SHIFT_STEP_PITCHES * section.rna_spacing_um
-    axes = [np.arange(spots[:, k].min(), spots[:, k].max() + step, step) for k in (0, 1)]
-    targets = np.stack(np.meshgrid(*axes), axis=-1).reshape(-1, 2)
-    targets = targets[cKDTree(spots).query(targets)[0] <= step]  # the pixels' centre lands on the tissue
+    targets, step = _shift_targets(section.rna_um, SHIFT_STEP_PITCHES * section.rna_spacing_um)
     best, best_matrix = -np.inf, None
     for mirror in (False, True):
         for degrees in np.arange(0.0, 360.0, TURN_STEP_DEG):
