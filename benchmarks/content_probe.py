@@ -151,18 +151,23 @@ def fused_errors(s, reg, weights, pitch: float, error) -> dict:
     return out
 
 
-def combined_error(s, reg, error) -> dict:
-    """``register``'s outline pose moved as ``register(content=True)`` moves it (``_content.content_move``)."""
-    from spatial_mg.align._content import (  # no public path: step 5b alone
-        content_move,
-        read_content,
-    )
+def _section_and_content(s):
+    """``register``'s prepared section and the tissue's content for one generated section."""
+    from spatial_mg.align._content import read_content
     from spatial_mg.align._section import prepare_section
 
     section = prepare_section(s.rna, s.msi, msi_pixel_size_um=None, msi_mask=None, tic_threshold=None, tissue_image="auto")
     content, why = read_content(s.rna, s.msi, section)
     if content is None:
         raise SystemExit(f"seed content cannot be read: {why}")
+    return section, content
+
+
+def combined_error(s, reg, error) -> dict:
+    """``register``'s outline pose moved as ``register(content=True)`` moves it (``_content.content_move``)."""
+    from spatial_mg.align._content import content_move  # no public path: step 5b alone
+
+    section, content = _section_and_content(s)
     move = content_move(reg.pose, section, content)
     return {
         "combined_error_um": error(move.pose.matrix),
@@ -174,17 +179,9 @@ def combined_error(s, reg, error) -> dict:
 
 def share_errors(s, reg, error) -> dict:
     """``--shares``: the outline pose moved by each share of the way to the content's optimum."""
-    from spatial_mg.align._content import (  # no public path: step 5b's parts
-        content_estimate,
-        outline_variance,
-        read_content,
-    )
-    from spatial_mg.align._section import prepare_section
+    from spatial_mg.align._content import content_estimate, outline_variance  # no public path: step 5b's parts
 
-    section = prepare_section(s.rna, s.msi, msi_pixel_size_um=None, msi_mask=None, tic_threshold=None, tissue_image="auto")
-    content, why = read_content(s.rna, s.msi, section)
-    if content is None:
-        raise SystemExit(f"seed content cannot be read: {why}")
+    section, content = _section_and_content(s)
     estimate = content_estimate(reg.pose, section, content)
     slack = float(reg.qc.details["pose_slack_um"])
     sigma_o2 = outline_variance(section)
@@ -200,14 +197,9 @@ def share_errors(s, reg, error) -> dict:
 
 def global_search(s, reg, error) -> dict:
     """``--global-search``: ``register``'s search of the content over every turn and shift, from its outline pose."""
-    from spatial_mg.align._content import read_content
     from spatial_mg.align._content_search import search_content  # no public path: the search alone
-    from spatial_mg.align._section import prepare_section
 
-    section = prepare_section(s.rna, s.msi, msi_pixel_size_um=None, msi_mask=None, tic_threshold=None, tissue_image="auto")
-    content, why = read_content(s.rna, s.msi, section)
-    if content is None:
-        raise SystemExit(f"seed content cannot be read: {why}")
+    section, content = _section_and_content(s)
     start = time.perf_counter()
     found, grid = search_content(reg.pose, section, content)
     return {
@@ -272,13 +264,7 @@ def transport_rounds(section, content, start: np.ndarray, rounds: int) -> np.nda
 
 def transport_errors(s, reg, rounds: int, error) -> dict:
     """``--transport``: the content coupling's pose from ``register``'s outline pose and from the truth."""
-    from spatial_mg.align._content import read_content
-    from spatial_mg.align._section import prepare_section
-
-    section = prepare_section(s.rna, s.msi, msi_pixel_size_um=None, msi_mask=None, tic_threshold=None, tissue_image="auto")
-    content, why = read_content(s.rna, s.msi, section)
-    if content is None:
-        raise SystemExit(f"seed content cannot be read: {why}")
+    section, content = _section_and_content(s)
     start = time.perf_counter()
     from_register = transport_rounds(section, content, np.asarray(reg.affine, float), rounds)
     return {
