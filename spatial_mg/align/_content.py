@@ -139,20 +139,24 @@ class _ContentFit:
         self.width = section.rna_spacing_um / 2
         self.k = min(NEIGHBOURS, len(section.rna_um))
 
+    def interpolated(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The spots' components at ``points`` (Gaussian weights, half a pitch wide) and the weights' total:
+        above 0.5 where the spots surround the point."""
+        dist, idx = self.tree.query(points, k=self.k)
+        dist, idx = dist.reshape(len(points), self.k), idx.reshape(len(points), self.k)
+        w = np.exp(-0.5 * (dist / self.width) ** 2)
+        total = w.sum(axis=1)
+        return (w[:, :, None] * self.rna[idx]).sum(axis=1) / np.maximum(total, 1e-12)[:, None], total
+
     def regression(self, matrix: np.ndarray, rows: np.ndarray):
         """Under ``matrix``: the spots' components interpolated at the pixels the spots surround (with
         a constant column), those pixels' MSI components and the ridge map between them; ``None``
         when too few pixels are surrounded to fit it."""
-        moved = self.pixels[rows] @ matrix[:2, :2].T + matrix[:2, 2]
-        dist, idx = self.tree.query(moved, k=self.k)
-        dist, idx = dist.reshape(len(rows), self.k), idx.reshape(len(rows), self.k)
-        w = np.exp(-0.5 * (dist / self.width) ** 2)
-        total = w.sum(axis=1)
+        values, total = self.interpolated(self.pixels[rows] @ matrix[:2, :2].T + matrix[:2, 2])
         inside = total > 0.5  # pixels the spots surround
         if inside.sum() <= 2 * self.rna.shape[1]:
             return None
-        g = (w[inside, :, None] * self.rna[idx[inside]]).sum(axis=1) / total[inside, None]
-        g = np.column_stack([g, np.ones(len(g))])
+        g = np.column_stack([values[inside], np.ones(int(inside.sum()))])
         y = self.msi[rows][inside]
         beta = np.linalg.solve(g.T @ g + RIDGE * np.eye(g.shape[1]), g.T @ y)
         return g, y, beta
@@ -217,7 +221,7 @@ def content_estimate(pose: Pose, section: Section, content: Content, *, seed: in
     """The content's optimum near ``pose`` and its bootstrap spread (module notes)."""
     fit = _ContentFit(section, content)
     centre = pose.apply(fit.pixels).mean(axis=0)
-    coarser = max(section.rna_spacing_um, section.msi_pixel_size_um)
+    coarser = section.pitch
 
     def optimum(rows: np.ndarray) -> np.ndarray:
         return local_optimum(fit, pose, centre, rows, step_um=0.1 * coarser)
@@ -237,7 +241,7 @@ def content_estimate(pose: Pose, section: Section, content: Content, *, seed: in
 
 def outline_variance(section: Section) -> float:
     """sigma_o^2: the prior spread of the outlines' pose (um^2), a tenth of the coarser pitch squared."""
-    return (OUTLINE_SD_PITCHES * max(section.rna_spacing_um, section.msi_pixel_size_um)) ** 2
+    return (OUTLINE_SD_PITCHES * section.pitch) ** 2
 
 
 @dataclass(frozen=True)

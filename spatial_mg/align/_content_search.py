@@ -33,7 +33,7 @@ from scipy.spatial import cKDTree
 from .._geometry import rotation_matrix
 from ._agreement import MATCH_PITCHES, match_radius
 from ._choose import DISTINCT_PITCHES, Choice
-from ._content import NEIGHBOURS, RIDGE, Content, _ContentFit, _turned, local_optimum
+from ._content import RIDGE, Content, _ContentFit, _turned, local_optimum
 from ._pose import Pose
 from ._qc import MAX_SLACK, MAX_SPREAD, MIN_MARGIN
 from ._section import Section
@@ -48,7 +48,7 @@ MAX_TARGETS = 1500  # shifts searched per turn: a large tissue gets a coarser gr
 MIN_GAIN = 0.05  # of the pixels' MSI variance: what the content's pose must explain beyond the outlines'
 
 
-def outline_cannot_place(settled: Settled, choice: Choice, section: Section, msi_um: np.ndarray) -> str | None:
+def outline_cannot_place(settled: Settled, choice: Choice, section: Section) -> str | None:
     """Why the outlines do not pin ``settled.pose``, by the QC's thresholds; ``None`` when they do."""
     pitch = match_radius(section.msi_pixel_size_um, section.rna_spacing_um, settled.pose.scale) / MATCH_PITCHES
     if settled.slack_um > MAX_SLACK * pitch:
@@ -56,7 +56,7 @@ def outline_cannot_place(settled: Settled, choice: Choice, section: Section, msi
     if settled.spread_um > MAX_SPREAD * pitch:
         return f"refits from nearby starts end {settled.spread_um:.0f} um apart"
     rival = choice.rival
-    if rival is not None and rival.pose.displacement(settled.pose, msi_um) > DISTINCT_PITCHES * section.pitch:
+    if rival is not None and rival.pose.displacement(settled.pose, section.msi_um) > DISTINCT_PITCHES * section.pitch:
         margin = rival.mismatch / max(choice.chosen.mismatch, 1e-12) - 1.0
         if margin < MIN_MARGIN:
             return f"a distinct pose fits the outline within {max(margin, 0.0):.0%}"
@@ -66,17 +66,13 @@ def outline_cannot_place(settled: Settled, choice: Choice, section: Section, msi
 class _GridContent:
     """The spots' components on a fine grid, and the share of sampled pixels' MSI variance they explain under a pose."""
 
-    def __init__(self, section: Section, content: Content):
-        spots, width = section.rna_um, section.rna_spacing_um / 2
+    def __init__(self, section: Section, content: Content, fit: _ContentFit):
+        spots, width = section.rna_um, fit.width
         self.origin = spots.min(axis=0) - 2 * width
         axes = [np.arange(self.origin[k], spots[:, k].max() + 2 * width, GRID_STEP_UM) for k in (0, 1)]
         nodes = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 2)
-        dist, idx = cKDTree(spots).query(nodes, k=min(NEIGHBOURS, len(spots)))
-        dist, idx = dist.reshape(len(nodes), -1), idx.reshape(len(nodes), -1)
-        w = np.exp(-0.5 * (dist / width) ** 2)
-        total = w.sum(axis=1)
+        values, total = fit.interpolated(nodes)
         shape = (len(axes[0]), len(axes[1]))
-        values = (w[:, :, None] * content.rna[idx]).sum(axis=1) / np.maximum(total, 1e-12)[:, None]
         self.values = [values[:, k].reshape(shape) for k in range(values.shape[1])]
         self.surrounded = (total > 0.5).reshape(shape).astype(np.float64)
         rows = even_subsample(section.msi_um[content.msi_index], N_PIXELS)
@@ -116,7 +112,8 @@ def _shift_targets(spots: np.ndarray, step: float) -> tuple[np.ndarray, float]:
 
 def search_content(pose: Pose, section: Section, content: Content) -> tuple[Pose, _GridContent]:
     """The content's best pose over every turn, handedness and shift at ``pose``'s scale, refined locally; and the grid it was scored on."""
-    grid = _GridContent(section, content)
+    fit = _ContentFit(section, content)
+    grid = _GridContent(section, content, fit)
     centre = grid.pixels.mean(axis=0)
     targets, step = _shift_targets(section.rna_um, SHIFT_STEP_PITCHES * section.rna_spacing_um)
     best, best_matrix = -np.inf, None
@@ -130,14 +127,13 @@ def search_content(pose: Pose, section: Section, content: Content) -> tuple[Pose
                 if share > best:
                     best, best_matrix = share, matrix
     found = Pose(best_matrix)
-    fit = _ContentFit(section, content)
     moved_centre = found.apply(fit.pixels).mean(axis=0)
     step_back = local_optimum(fit, found, moved_centre, np.arange(len(fit.pixels)), step_um=0.5 * step)
     return Pose(_turned(found, step_back, moved_centre)), grid
 
 
 def place_by_content(pose: Pose, section: Section, content: Content) -> Placement:
-    """The content's best pose (:func:`search_content`) where it lies elsewhere and explains clearly more (module notes)."""
+    """The content's best pose (:func:`search_content`) where it explains clearly more than ``pose`` (module notes)."""
     start = time.perf_counter()
     found, grid = search_content(pose, section, content)
     outline_share, content_share = grid.explained(pose.matrix), grid.explained(found.matrix)

@@ -357,7 +357,7 @@ def _moscot_pose(
                     info["content"] = f"not used: {why}"
                 else:
                     try:
-                        unpinned = outline_cannot_place(settled, choice, section, section.msi_um)
+                        unpinned = outline_cannot_place(settled, choice, section)
                         outline_sd = None
                         if unpinned is not None:  # a round tissue, say: the content searched everywhere
                             placed = place_by_content(pose, section, tissue_content)

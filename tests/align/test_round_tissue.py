@@ -56,11 +56,11 @@ def test_the_search_runs_only_where_the_outline_does_not_pin_the_pose(disc):
     pinned = Refined(pose, "outline search", 0.9, 0.010)
     far_rival = Refined(Pose(np.diag([-1.0, 1.0, 1.0])) @ pose, "outline search (mirrored)", 0.9, 0.030)
     firm = Settled(pose, spread_um=5.0, slack_um=20.0)
-    assert outline_cannot_place(firm, Choice(pinned, [pinned, far_rival], far_rival), section, section.msi_um) is None
+    assert outline_cannot_place(firm, Choice(pinned, [pinned, far_rival], far_rival), section) is None
     loose = Settled(pose, spread_um=5.0, slack_um=150.0)
-    assert "slides 150 um" in outline_cannot_place(loose, Choice(pinned, [pinned], None), section, section.msi_um)
+    assert "slides 150 um" in outline_cannot_place(loose, Choice(pinned, [pinned], None), section)
     spread = Settled(pose, spread_um=60.0, slack_um=20.0)
-    assert "60 um apart" in outline_cannot_place(spread, Choice(pinned, [pinned], None), section, section.msi_um)
+    assert "60 um apart" in outline_cannot_place(spread, Choice(pinned, [pinned], None), section)
     close_rival = Refined(far_rival.pose, far_rival.origin, 0.9, 0.011)  # mismatches only 10 % more
-    reason = outline_cannot_place(firm, Choice(pinned, [pinned, close_rival], close_rival), section, section.msi_um)
+    reason = outline_cannot_place(firm, Choice(pinned, [pinned, close_rival], close_rival), section)
     assert "within 10%" in reason
